@@ -44,6 +44,7 @@ test: setup-test  ## The whole test suite.
 	$(PY) -m pytest
 
 lint: setup-test
+	$(VENV)/bin/uv lock --check --offline
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
