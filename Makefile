@@ -1,8 +1,10 @@
 # Two commands do all the set-up: `make run` and `make test` (see README.md).
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -13,29 +15,31 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: setup setup-test run test lint format lock bench clean
 
-setup: $(RUN_STAMP)  ## Runtime environment (idempotent: a no-op while uv.lock is unchanged).
+setup: $(RUN_STAMP)  ## Runtime environment; a no-op while requirements.lock is unchanged.
 
-setup-test: $(TEST_STAMP)  ## Runtime + test-only dependencies (pytest, ruff, torch, torchvision).
+setup-test: $(TEST_STAMP)  ## Runtime + test-only pins (pytest, ruff, torch, torchvision).
 
-$(VENV)/bin/uv:
+$(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# Install exactly what uv.lock pins; --frozen never resolves, --inexact keeps pip and uv.
-$(RUN_STAMP): uv.lock pyproject.toml | $(VENV)/bin/uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --frozen --inexact --no-install-project --compile-bytecode --python $(PY)
+# The lock's runtime section, exactly: --no-deps installs the pins and resolves nothing.
+$(RUN_STAMP): requirements.lock | $(UV)
+	sed '/^# test-only/,$$d' requirements.lock > $(VENV)/requirements-run.txt
+	$(UV) pip install --python $(PY) --quiet --no-deps --compile-bytecode -r $(VENV)/requirements-run.txt
 	touch $@
 
-# torch/torchvision (the numerical reference) are installed with pip, which takes the wheels this
-# machine keeps on disk; every pin still comes from uv.lock and --no-deps resolves nothing.
+# The test-only section goes through pip, which takes the torch/torchvision wheels this machine
+# keeps on disk (uv would download 3 GB); the pins still come from the lock, --no-deps as above.
 $(TEST_STAMP): $(RUN_STAMP)
-	$(VENV)/bin/uv export --frozen --extra test --no-hashes --no-emit-project --no-header --no-annotate -o $(VENV)/requirements-test.txt
-	$(VENV)/bin/pip install --quiet --no-deps -r $(VENV)/requirements-test.txt
-	$(PY) -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages/torch $(VENV)/lib/python3.11/site-packages/torchvision > /dev/null || true
+	sed -n '/^# test-only/,$$p' requirements.lock > $(VENV)/requirements-test.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r $(VENV)/requirements-test.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(PY) -m pip check > /dev/null || { $(PY) -m pip check; exit 1; }
+	$(PY) -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages > /dev/null || true
 	touch $@
 
-lock:  ## Re-derive uv.lock from pyproject.toml (the only command that resolves).
-	$(VENV)/bin/uv lock
+lock:  ## Re-derive requirements.lock from pyproject.toml: the only command that resolves.
+	UV=$(UV) tools/lock.sh
 
 run: setup  ## The project's main job on the embedded default data set.
 	$(PY) local_runner.py
@@ -44,7 +48,6 @@ test: setup-test  ## The whole test suite.
 	$(PY) -m pytest
 
 lint: setup-test
-	$(VENV)/bin/uv lock --check --offline
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -52,7 +55,7 @@ format: setup-test
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: setup-test  ## Benchmarks (not tests): write JSON under benchmarks/results/.
+bench: setup-test  ## Benchmarks (not tests): JSON under benchmarks/results/.
 	$(PY) -m benchmarks.run
 
 clean:
