@@ -27,6 +27,12 @@ def _static_dhw(x: tf.Tensor) -> tuple[int, int, int]:
     return dhw
 
 
+def _build_sublayer(layer: keras.layers.Layer, shape) -> None:
+    """Builds a sub-layer under its own name scope so weight names stay unique (h5 weights)."""
+    with tf.name_scope(layer.name):
+        layer.build(shape)
+
+
 def _layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
     # Keras' default epsilon is 1e-3; the checkpoints were trained with 1e-5.
     return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
@@ -77,8 +83,8 @@ class WindowAttention3D(keras.layers.Layer):
             initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             dtype=tf.float32,
         )
-        self.qkv.build((None, None, self.dim))
-        self.proj.build((None, None, self.dim))
+        _build_sublayer(self.qkv, (None, None, self.dim))
+        _build_sublayer(self.proj, (None, None, self.dim))
         super().build(input_shape)
 
     def relative_position_bias(self, window: tuple[int, int, int]) -> tf.Tensor:
@@ -119,8 +125,8 @@ class Mlp(keras.layers.Layer):
         self.dim, self.hidden_dim = dim, hidden_dim
 
     def build(self, input_shape):
-        self.fc1.build((None, self.dim))
-        self.fc2.build((None, self.hidden_dim))
+        _build_sublayer(self.fc1, (None, self.dim))
+        _build_sublayer(self.fc2, (None, self.hidden_dim))
         super().build(input_shape)
 
     def call(self, x):
@@ -171,8 +177,8 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         # LayerNormalization resolves its axis from the rank it was built with: build at rank 5.
         rank5 = (None, None, None, None, self.dim)
         for sub in (self.norm1, self.norm2, self.mlp):
-            sub.build(rank5)
-        self.attn.build((None, None, self.dim))
+            _build_sublayer(sub, rank5)
+        _build_sublayer(self.attn, (None, None, self.dim))
         super().build(input_shape)
 
     def _shifted_window_attention(self, x: tf.Tensor) -> tf.Tensor:
@@ -236,8 +242,8 @@ class PatchMerging(keras.layers.Layer):
         self.reduction = keras.layers.Dense(2 * dim, use_bias=False, name="reduction")
 
     def build(self, input_shape):
-        self.norm.build((None, None, None, None, 4 * self.dim))
-        self.reduction.build((None, 4 * self.dim))
+        _build_sublayer(self.norm, (None, None, None, None, 4 * self.dim))
+        _build_sublayer(self.reduction, (None, 4 * self.dim))
         super().build(input_shape)
 
     def call(self, x):
