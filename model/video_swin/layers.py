@@ -13,6 +13,17 @@ import tf_keras as keras
 from model.video_swin import windows as win
 
 
+class Layer(keras.layers.Layer):
+    """Base of the Video Swin layers: plain Python call, no AutoGraph conversion.
+
+    All control flow here is on static Python values, and converting every nested call made
+    building a model several times slower. (Overrides a private tf_keras hook.)
+    """
+
+    def _should_use_autograph(self):
+        return False
+
+
 def _pad_end(x: tf.Tensor, pads: tuple[int, ...]) -> tf.Tensor:
     """Zero-pads the END of dims 1..len(pads) of a [B, ..., C] tensor."""
     if not any(pads):
@@ -38,7 +49,7 @@ def _layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
 
 
-class PatchEmbed3D(keras.layers.Layer):
+class PatchEmbed3D(Layer):
     """[B, T, H, W, 3] -> [B, ceil(T/pt), ceil(H/ph), ceil(W/pw), embed_dim].
 
     Zero-pads the end of T, H, W to multiples of the patch, Conv3D with kernel = stride = patch,
@@ -59,7 +70,7 @@ class PatchEmbed3D(keras.layers.Layer):
         return self.norm(self.proj(x))
 
 
-class WindowAttention3D(keras.layers.Layer):
+class WindowAttention3D(Layer):
     """Multi-head self-attention inside windows with a relative position bias.
 
     Input/output [B*num_windows, N, C], N = tokens of the (effective) window. The bias table has
@@ -82,6 +93,7 @@ class WindowAttention3D(keras.layers.Layer):
             shape=(rows, self.num_heads),
             initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             dtype=tf.float32,
+            experimental_autocast=False,  # stay float32 under mixed precision (bias added in f32)
         )
         _build_sublayer(self.qkv, (None, None, self.dim))
         _build_sublayer(self.proj, (None, None, self.dim))
@@ -115,7 +127,7 @@ class WindowAttention3D(keras.layers.Layer):
         return self.proj(tf.reshape(out, [-1, n, c]))
 
 
-class Mlp(keras.layers.Layer):
+class Mlp(Layer):
     """[..., C] -> fc1 -> exact (erf) GELU -> fc2 -> [..., C]."""
 
     def __init__(self, dim: int, hidden_dim: int, **kwargs):
@@ -140,7 +152,7 @@ def drop_path_scale(x: tf.Tensor, rate: float) -> tf.Tensor:
     return tf.cast(tf.floor(keep + noise) / keep, x.dtype)
 
 
-class SwinTransformerBlock3D(keras.layers.Layer):
+class SwinTransformerBlock3D(Layer):
     """One (shifted-)window block: [B, T, H, W, C] -> same shape.
 
     x + DropPath(W-MSA(norm1(x))), then x + DropPath(MLP(norm2(x))). Window and shift shrink to
@@ -227,7 +239,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         return tf.recompute_grad(self._forward)(x, scale1, scale2)
 
 
-class PatchMerging(keras.layers.Layer):
+class PatchMerging(Layer):
     """[B, T, H, W, C] -> [B, T, ceil(H/2), ceil(W/2), 2C]; time is never merged.
 
     Pads H, W at the end to even sizes and concatenates the 2x2 neighbours in the reference order
@@ -258,7 +270,7 @@ class PatchMerging(keras.layers.Layer):
         return self.reduction(self.norm(x))
 
 
-class VideoSwinStage(keras.layers.Layer):
+class VideoSwinStage(Layer):
     """A stack of blocks at one resolution (even blocks plain, odd blocks shifted by window//2)."""
 
     def __init__(

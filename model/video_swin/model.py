@@ -7,12 +7,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from model.video_swin.config import VideoSwinConfig, get_config
-from model.video_swin.layers import PatchEmbed3D, PatchMerging, VideoSwinStage
+from model.video_swin.layers import Layer, PatchEmbed3D, PatchMerging, VideoSwinStage
 
 STAGE_KEYS = ("stage1", "stage2", "stage3", "stage4")
 
 
-class VideoSwinBackbone(keras.layers.Layer):
+class VideoSwinBackbone(Layer):
     """[B, T, H, W, 3] normalised clip -> dict of feature maps.
 
     Keys: 'stage{i}' the output of stage i's blocks (before patch merging),
@@ -63,7 +63,7 @@ class VideoSwinBackbone(keras.layers.Layer):
         return outputs
 
 
-class ClassifierHead(keras.layers.Layer):
+class ClassifierHead(Layer):
     """[B, T', H', W', C] -> mean over T', H', W' -> Dropout (training only) -> logits [B, K].
 
     The logits layer runs in float32 under mixed precision.
