@@ -1,0 +1,142 @@
+"""Peak memory of one Swin-T training step, with and without per-block recomputation.
+
+    python -m benchmarks.train_memory [--quick]
+
+Each configuration runs in a fresh process (peak RSS never goes down, so processes must not be
+shared). A child builds the model and the AdamW slots, records ru_maxrss as the baseline, runs one
+compiled training step (forward + backward + AdamW) at batch 1, 16x224x224, and reports the growth
+of the peak RSS: the step's activations, gradients and temporaries. CPU only, so RSS is the
+honest measure here. Writes benchmarks/results/train_memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Resets VmHWM (Linux >= 4.0) so a warmed-up step can be measured on its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(shape: tuple[int, ...], recompute: bool) -> dict:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from model.video_swin import build_classifier
+
+    model = build_classifier("swin_t", 400, shape[1:], recompute=recompute)
+    optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.05)
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    clips = tf.constant(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    labels = tf.constant([1] * shape[0])
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=False))
+        return loss
+
+    step.get_concrete_function(clips, labels)  # trace outside the measured window
+    first_baseline = _peak_rss_mib()
+    start = time.perf_counter()
+    float(step(clips, labels))  # first step: also graph optimisation and allocator growth
+    first_seconds = time.perf_counter() - start
+    first_growth = _peak_rss_mib() - first_baseline
+    result = {
+        "recompute": recompute,
+        "first_step_peak_growth_mib": first_growth,
+        "first_step_seconds": first_seconds,
+    }
+    if _reset_peak():
+        # Second step on its own: peak RSS during the step minus RSS just before it.
+        baseline = _status_mib("VmRSS")
+        start = time.perf_counter()
+        result["loss"] = float(step(clips, labels))
+        result["step_seconds"] = time.perf_counter() - start
+        result["rss_before_step_mib"] = baseline
+        result["step_peak_growth_mib"] = _status_mib("VmHWM") - baseline
+        result["measure"] = "second step: VmHWM (reset via clear_refs) - VmRSS before"
+    else:
+        result["step_peak_growth_mib"] = first_growth
+        result["step_seconds"] = first_seconds
+        result["measure"] = "first step: ru_maxrss growth"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1x8x112x112 clips")
+    parser.add_argument("--output", default=os.path.join(RESULTS, "train_memory.json"))
+    parser.add_argument("--child", choices=["plain", "recompute"], help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        shape = tuple(int(s) for s in args.shape.split("x"))
+        print(json.dumps(child(shape, args.child == "recompute")))
+        return 0
+    shape = (1, 8, 112, 112, 3) if args.quick else (1, 16, 224, 224, 3)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    runs = {}
+    for mode in ("plain", "recompute"):
+        cmd = [sys.executable, "-m", "benchmarks.train_memory", "--child", mode]
+        cmd += ["--shape", "x".join(map(str, shape))]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return proc.returncode
+        runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = {
+        "model": "swin_t, 400 classes, AdamW, tf.function training step",
+        "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
+        "quick": args.quick,
+        "method": "one fresh process per configuration; model, AdamW slots and trace built "
+        "first; peak RSS growth of a training step (see each run's 'measure')",
+        **runs,
+        "recompute_saving": 1.0
+        - runs["recompute"]["step_peak_growth_mib"] / runs["plain"]["step_peak_growth_mib"],
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"Swin-T training step {results['input']}: peak RSS growth over the built model")
+    for mode in ("plain", "recompute"):
+        r = runs[mode]
+        print(f"  {mode:<10} {r['step_peak_growth_mib']:>9.0f} MiB  ({r['step_seconds']:.1f} s)")
+    print(f"  recompute saves {100 * results['recompute_saving']:.0f}% -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
