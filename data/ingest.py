@@ -1,0 +1,226 @@
+"""Videos -> GZIP TFRecords of tf.Example with Apache Beam: the transform the ExampleGen runs too.
+
+    python -m data.ingest --data-root ROOT [--split 1] --output OUT [beam args]
+
+writes OUT/Split-train/*.gz, OUT/Split-eval/*.gz and OUT/errors.jsonl (one line per unusable
+video: path, split, reason). Unknown flags go to Beam, e.g. `--direct_num_workers 2
+--direct_running_mode multi_processing`, or `--runner DataflowRunner ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from data import ucf101, video
+
+METRICS_NAMESPACE = "video_ingest"
+ERRORS = "errors"
+ERRORS_FILE = "errors.jsonl"
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestOptions:
+    """How videos become examples. 64 frames of 320x240 JPEG (q90) are ~0.5-1 MB per example,
+    which keeps tfx-bsl's 1000-record Arrow batches under Arrow's 2 GB limit."""
+
+    frame_stride: int = 1  # keep every n-th decoded frame
+    max_frames: int | None = 64  # per video, after the stride (None: all)
+    short_side: int | None = None  # resize so the shorter side has this many pixels (None: keep)
+    jpeg_quality: int = 90
+    max_bad_fraction: float = 0.05  # fail the run when more of the listed videos are unusable
+    eval_fraction: float = 0.3  # folder-per-class sets only: share of groups hashed to eval
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> IngestOptions:
+        return cls(**json.loads(text))
+
+
+class TooManyBadVideosError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class IngestSummary:
+    listed: int
+    good: dict[str, int]  # per split
+    bad: list[dict]  # the error report's lines
+    metrics: dict[str, int] = dataclasses.field(default_factory=dict)  # Beam counters
+
+    def __str__(self) -> str:
+        good = ", ".join(f"{s}={n}" for s, n in self.good.items())
+        return f"{self.listed} videos listed: {good} written, {len(self.bad)} unusable"
+
+
+def _feature(values, kind):
+    if kind is bytes:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    if kind is int:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def to_example(record: ucf101.VideoRecord, clip: video.DecodedVideo, jpeg_quality: int):
+    frames = [video.encode_jpeg(f, jpeg_quality) for f in clip.frames]
+    features = {
+        "frames": _feature(frames, bytes),
+        "label": _feature([record.label], int),
+        "label_name": _feature([record.label_name.encode()], bytes),
+        "video_id": _feature([record.video_id.encode()], bytes),
+        "group": _feature([record.group.encode()], bytes),
+        "num_frames": _feature([len(frames)], int),
+        "fps": _feature([clip.fps], float),
+        "height": _feature([clip.height], int),
+        "width": _feature([clip.width], int),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+class VideoToExample(beam.DoFn):
+    """One listed video -> a serialized tf.Example on its split's output, or one error line."""
+
+    def __init__(self, options: IngestOptions):
+        self._options = options
+        self._good = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "videos_good")
+        self._bad = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "videos_bad")
+        self._frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "frames")
+        self._bytes = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "example_bytes")
+
+    def process(self, record: ucf101.VideoRecord):
+        reason = record.error
+        if not reason:
+            try:
+                o = self._options
+                clip = video.decode_video(record.path, o.frame_stride, o.max_frames, o.short_side)
+            except video.VideoError as error:
+                reason = str(error)
+        if reason:
+            self._bad.inc()
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"bad_{reason.split()[0]}").inc()
+            line = {"path": record.path, "split": record.split, "reason": reason}
+            yield beam.pvalue.TaggedOutput(ERRORS, json.dumps(line))
+            return
+        data = to_example(record, clip, self._options.jpeg_quality).SerializeToString()
+        self._good.inc()
+        self._frames.inc(len(clip.frames))
+        self._bytes.update(len(data))
+        yield beam.pvalue.TaggedOutput(record.split, data)
+
+
+class IngestVideos(beam.PTransform):
+    """PCollection of VideoRecord -> outputs "train", "eval" (serialized tf.Example) and
+    "errors" (JSON lines). Every input lands in exactly one of them."""
+
+    def __init__(self, options: IngestOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, records):
+        return records | "Decode" >> beam.ParDo(VideoToExample(self._options)).with_outputs(
+            ERRORS, *ucf101.SPLITS
+        )
+
+
+def write_errors(errors, path: str):
+    """The error report as one file (empty when every video was good)."""
+    root, ext = os.path.splitext(path)
+    return errors | "WriteErrors" >> beam.io.WriteToText(
+        root, file_name_suffix=ext, shard_name_template=""
+    )
+
+
+def summarize(listing: ucf101.VideoListing, errors_path: str) -> IngestSummary:
+    with tf.io.gfile.GFile(errors_path) as f:
+        bad = [json.loads(line) for line in f if line.strip()]
+    good = {s: len(listing.split(s)) - sum(b["split"] == s for b in bad) for s in ucf101.SPLITS}
+    return IngestSummary(len(listing.records), good, bad)
+
+
+def check_bad_fraction(summary: IngestSummary, max_bad_fraction: float, report: str) -> None:
+    """Raises when too much of the listed data is unusable, naming some files and the report."""
+    if summary.listed == 0:
+        raise TooManyBadVideosError("no videos were listed: check the data root")
+    fraction = len(summary.bad) / summary.listed
+    if fraction > max_bad_fraction:
+        sample = "; ".join(f"{b['path']}: {b['reason']}" for b in summary.bad[:3])
+        raise TooManyBadVideosError(
+            f"{len(summary.bad)} of {summary.listed} videos ({fraction:.1%}) are unusable, more "
+            f"than max_bad_fraction={max_bad_fraction:.1%}. First: {sample}. All in {report}"
+        )
+
+
+def run(
+    data_root: str,
+    output: str,
+    split: int = 1,
+    options: IngestOptions | None = None,
+    beam_args: list[str] | None = None,
+) -> IngestSummary:
+    """Lists, decodes and writes; returns the summary (raises past max_bad_fraction)."""
+    options = options or IngestOptions()
+    listing = ucf101.list_videos(data_root, split, options.eval_fraction)
+    report = os.path.join(output, ERRORS_FILE)
+    pipeline = beam.Pipeline(
+        options=PipelineOptions(list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args))
+    )
+    outputs = pipeline | "List" >> beam.Create(listing.records) | "Ingest" >> IngestVideos(options)
+    for name in ucf101.SPLITS:
+        _ = outputs[name] | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+            os.path.join(output, f"Split-{name}", "data_tfrecord"), file_name_suffix=".gz"
+        )
+    write_errors(outputs[ERRORS], report)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = summarize(listing, report)
+    counters = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
+    )
+    summary.metrics = {c.key.metric.name: c.committed for c in counters["counters"]}
+    logging.info("%s; error report: %s", summary, report)
+    check_bad_fraction(summary, options.max_bad_fraction, report)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = IngestOptions()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Other flags are passed to Beam."
+    )
+    parser.add_argument("--data-root", required=True, help="UCF101 or folder-per-class root")
+    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="UCF101 split")
+    parser.add_argument("--output", required=True)
+    for field in dataclasses.fields(IngestOptions):
+        kind = float if isinstance(field.default, float) else int
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"), type=kind, default=getattr(defaults, field.name)
+        )
+    args, beam_args = parser.parse_known_args(argv)
+    options = IngestOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(defaults)})
+    logging.basicConfig(level=logging.WARNING)  # Beam's workers log every bundle at INFO
+    try:
+        summary = run(args.data_root, args.output, args.split, options, beam_args or None)
+    except TooManyBadVideosError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{summary}. Examples and {ERRORS_FILE} under {args.output}")
+    print("Beam counters:", ", ".join(f"{k}={v}" for k, v in sorted(summary.metrics.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    # Run from the importable module, so Beam workers unpickle data.ingest.*, not __main__.*
+    from data import ingest
+
+    sys.exit(ingest.main())
