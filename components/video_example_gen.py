@@ -1,0 +1,109 @@
+"""VideoExampleGen: a file-based TFX ExampleGen whose Beam executor runs data.ingest.
+
+Splits are not hash buckets of TFX's output config: `train` and `eval` come from UCF101's list
+files (eval = the official test list) or, for folder-per-class sets, from a hash of each clip's
+group. The error report is written to `<examples uri>/errors.jsonl`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import driver
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+
+from data import ingest, ucf101
+
+UCF_SPLIT_KEY = "ucf_split"
+INGEST_OPTIONS_KEY = "ingest_options"
+
+
+class VideoExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        UCF_SPLIT_KEY: ExecutionParameter(type=int),
+        INGEST_OPTIONS_KEY: ExecutionParameter(type=str),  # IngestOptions as JSON
+    }
+
+
+class Executor(BaseExampleGenExecutor):
+    """Lists the videos, decodes them in Beam, writes the splits and the error report."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError("VideoExampleGen makes its splits in GenerateExamplesByBeam")
+
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
+        self._listing = ucf101.list_videos(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY],
+            exec_properties[UCF_SPLIT_KEY],
+            options.eval_fraction,
+        )
+        outputs = (
+            pipeline
+            | "ListVideos" >> beam.Create(self._listing.records)
+            | "IngestVideos" >> ingest.IngestVideos(options)
+        )
+        ingest.write_errors(outputs[ingest.ERRORS], self._errors_path)
+        return {split: outputs[split] for split in ucf101.SPLITS}
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
+        self._errors_path = os.path.join(examples.uri, ingest.ERRORS_FILE)
+        super().Do(input_dict, output_dict, exec_properties)
+        summary = ingest.summarize(self._listing, self._errors_path)
+        log = logging.warning if summary.bad else logging.info
+        log("VideoExampleGen: %s; error report: %s", summary, self._errors_path)
+        examples.set_int_custom_property("num_listed_videos", summary.listed)
+        examples.set_int_custom_property("num_bad_videos", len(summary.bad))
+        options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
+        ingest.check_bad_fraction(summary, options.max_bad_fraction, self._errors_path)
+
+
+class VideoExampleGen(base_beam_component.BaseBeamComponent):
+    """Videos under `input_base` (UCF101 layout or folder-per-class) -> Examples (train, eval).
+
+    Args:
+      input_base: the data root (local path or bucket URI).
+      ucf_split: UCF101's official split, 1, 2 or 3 (ignored for folder-per-class sets).
+      options: frame stride, max frames, short-side resize, JPEG quality, max bad fraction and
+        the eval fraction of folder-per-class sets.
+    """
+
+    SPEC_CLASS = VideoExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = driver.FileBasedDriver  # span/version/fingerprint of input_base, as TFX does
+
+    def __init__(
+        self,
+        input_base: str,
+        ucf_split: int = 1,
+        options: ingest.IngestOptions | None = None,
+    ):
+        if ucf_split not in (1, 2, 3):
+            raise ValueError(f"ucf_split must be 1, 2 or 3, got {ucf_split}")
+        # Two input splits named like the outputs: the pattern only feeds the driver's
+        # fingerprint; which video goes where is decided by the listing.
+        input_config = example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name=s, pattern="*") for s in ucf101.SPLITS]
+        )
+        spec = VideoExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=example_gen_pb2.Output(),
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            ucf_split=ucf_split,
+            ingest_options=(options or ingest.IngestOptions()).to_json(),
+            examples=types.Channel(type=standard_artifacts.Examples),
+        )
+        super().__init__(spec=spec)

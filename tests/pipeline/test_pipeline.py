@@ -1,0 +1,160 @@
+"""The validation pipeline under LocalDagRunner, and the curated schema flagging changed data."""
+
+import re
+import shutil
+
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import v1 as tfx
+from tfx.utils import io_utils
+
+from data import ingest, synthetic
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
+from tests.data.test_ingest import IN_PROCESS
+
+COMPONENTS = ["VideoExampleGen", "StatisticsGen", "ExampleValidator"]
+
+
+def _run(root, data_root, schema_path):
+    pipeline_root = root / "pipeline_root"
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(
+            pipeline_name=configs.PIPELINE_NAME,
+            pipeline_root=str(pipeline_root),
+            data_root=str(data_root),
+            ingest_options=configs.INGEST_OPTIONS,
+            schema_path=schema_path,
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                str(root / "metadata.sqlite")
+            ),
+            beam_pipeline_args=IN_PROCESS,
+        )
+    )
+    return pipeline_root
+
+
+def _anomalies(pipeline_root):
+    """{split: Anomalies} from the ExampleValidator's output."""
+    result = {}
+    for split in ("train", "eval"):
+        (path,) = tf.io.gfile.glob(
+            str(pipeline_root / "ExampleValidator" / "anomalies" / "*" / f"Split-{split}" / "*.pb")
+        )
+        result[split] = io_utils.parse_pb_file(path, anomalies_pb2.Anomalies())
+    return result
+
+
+@pytest.fixture(scope="session")
+def inferred_run(synthetic_root, tmp_path_factory):
+    """The embedded set with SchemaGen inferring the schema."""
+    return _run(tmp_path_factory.mktemp("inferred"), synthetic_root, schema_path=None)
+
+
+@pytest.fixture(scope="session")
+def changed_run(synthetic_root, tmp_path_factory):
+    """A second data set with a seventh class, validated against the curated schema."""
+    root = tmp_path_factory.mktemp("changed")
+    data_root = root / "data"
+    shutil.copytree(synthetic_root, data_root)
+    videos, lists = data_root / "UCF-101", data_root / "ucfTrainTestlist"
+    shutil.copytree(videos / "ShiftUp", videos / "Wave")
+    for f in (videos / "Wave").iterdir():
+        f.rename(f.with_name(f.name.replace("ShiftUp", "Wave")))
+    with open(lists / "classInd.txt", "a") as f:
+        f.write("7 Wave\r\n")
+    with open(lists / "trainlist01.txt", "a") as train, open(lists / "testlist01.txt", "a") as test:
+        for f in sorted((videos / "Wave").iterdir()):
+            if "_g01_" in f.name or "_g02_" in f.name:
+                test.write(f"Wave/{f.name}\r\n")
+            else:
+                train.write(f"Wave/{f.name} 7\r\n")
+    return _run(root, data_root, schema_path=configs.SYNTHETIC_SCHEMA)
+
+
+def test_pipeline_runs_end_to_end_without_anomalies(inferred_run):
+    for component in COMPONENTS + ["SchemaGen"]:
+        assert (inferred_run / component).is_dir(), component
+    (examples,) = (inferred_run / "VideoExampleGen" / "examples").iterdir()
+    assert (examples / "errors.jsonl").read_text() == ""
+    for split in ("train", "eval"):
+        assert list((examples / f"Split-{split}").glob("*.gz"))
+    for split, anomalies in _anomalies(inferred_run).items():
+        assert not anomalies.anomaly_info, (split, anomalies)
+
+
+def test_curated_schema_is_the_inferred_one_with_domains(inferred_run):
+    (path,) = (inferred_run / "SchemaGen" / "schema").glob("*/schema.pbtxt")
+    inferred = io_utils.SchemaReader().read(str(path))
+    curated = io_utils.SchemaReader().read(configs.SYNTHETIC_SCHEMA)
+    assert {(f.name, f.type) for f in inferred.feature} == {
+        (f.name, f.type) for f in curated.feature
+    }
+
+
+def test_changed_label_set_is_an_anomaly(changed_run):
+    for split, anomalies in _anomalies(changed_run).items():
+        flagged = set(anomalies.anomaly_info)
+        assert {"label", "label_name"} <= flagged, (split, flagged)
+        assert "Wave" in anomalies.anomaly_info["label_name"].description
+        assert not flagged - {"label", "label_name"}, flagged
+
+
+def test_curated_schema_matches_the_embedded_set_and_configs():
+    schema = io_utils.SchemaReader().read(configs.SYNTHETIC_SCHEMA)
+    features = {f.name: f for f in schema.feature}
+    assert set(features) == {
+        "frames",
+        "label",
+        "label_name",
+        "video_id",
+        "group",
+        "num_frames",
+        "fps",
+        "height",
+        "width",
+    }
+    assert features["label"].int_domain.max == len(synthetic.SPEC.classes) - 1
+    (names,) = [d for d in schema.string_domain if d.name == "label_name"]
+    assert tuple(sorted(names.value)) == tuple(sorted(synthetic.SPEC.classes))
+    assert features["num_frames"].int_domain.max == configs.INGEST_OPTIONS.max_frames
+    assert features["frames"].value_count.max == configs.INGEST_OPTIONS.max_frames
+    assert synthetic.SPEC.num_frames <= configs.INGEST_OPTIONS.max_frames
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", configs.PIPELINE_NAME)
+
+
+def test_missing_frames_are_an_anomaly(tmp_path):
+    """Statistics of examples without `frames` (TFDV, as ExampleValidator runs it)."""
+    import tensorflow_data_validation as tfdv
+
+    path = str(tmp_path / "no_frames.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(6):
+            example = tf.train.Example()
+            f = example.features.feature
+            f["label"].int64_list.value.append(i)
+            f["label_name"].bytes_list.value.append(synthetic.SPEC.classes[i].encode())
+            for name in ("video_id", "group"):
+                f[name].bytes_list.value.append(f"v_{i}".encode())
+            for name, v in (("num_frames", 0), ("height", 64), ("width", 64)):
+                f[name].int64_list.value.append(v)
+            f["fps"].float_list.value.append(25.0)
+            writer.write(example.SerializeToString())
+    stats = tfdv.generate_statistics_from_tfrecord(path)
+    schema = io_utils.SchemaReader().read(configs.SYNTHETIC_SCHEMA)
+    anomalies = tfdv.validate_statistics(stats, schema)
+    assert {"frames", "num_frames"} <= set(anomalies.anomaly_info), anomalies
+    assert isinstance(schema, schema_pb2.Schema)
+
+
+def test_create_pipeline_wires_the_components():
+    p = create_pipeline("p", "/tmp/root", "/data", ingest_options=ingest.IngestOptions())
+    assert [c.id for c in p.components] == [
+        "VideoExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+    ]
+    p = create_pipeline("p", "/tmp/root", "/data", schema_path=configs.SYNTHETIC_SCHEMA)
+    assert [c.id for c in p.components][2] == "ImportSchemaGen"
