@@ -42,7 +42,7 @@ def _anomalies(pipeline_root):
         (path,) = tf.io.gfile.glob(
             str(pipeline_root / "ExampleValidator" / "anomalies" / "*" / f"Split-{split}" / "*.pb")
         )
-        result[split] = io_utils.parse_pb_file(path, anomalies_pb2.Anomalies())
+        result[split] = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(path))
     return result
 
 
@@ -157,4 +157,9 @@ def test_create_pipeline_wires_the_components():
         "ExampleValidator",
     ]
     p = create_pipeline("p", "/tmp/root", "/data", schema_path=configs.SYNTHETIC_SCHEMA)
-    assert [c.id for c in p.components][2] == "ImportSchemaGen"
+    assert {c.id for c in p.components} == {
+        "VideoExampleGen",
+        "StatisticsGen",
+        "ImportSchemaGen",
+        "ExampleValidator",
+    }
