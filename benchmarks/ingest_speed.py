@@ -53,7 +53,7 @@ def plain_loop(records, output: str) -> float:
             clip = video.decode_video(
                 record.path, OPTIONS.frame_stride, OPTIONS.max_frames, OPTIONS.short_side
             )
-            writer.write(ingest.to_example(record, clip, OPTIONS.jpeg_quality).SerializeToString())
+            writer.write(ingest.to_example(record, clip, OPTIONS.jpeg_quality))
     return time.perf_counter() - start
 
 

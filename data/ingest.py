@@ -17,10 +17,10 @@ import os
 import sys
 
 import apache_beam as beam
-import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data import ucf101, video
+from data import example_proto, ucf101, video
 
 METRICS_NAMESPACE = "video_ingest"
 ERRORS = "errors"
@@ -64,28 +64,21 @@ class IngestSummary:
         return f"{self.listed} videos listed: {good} written, {len(self.bad)} unusable"
 
 
-def _feature(values, kind):
-    if kind is bytes:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-    if kind is int:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
-def to_example(record: ucf101.VideoRecord, clip: video.DecodedVideo, jpeg_quality: int):
-    frames = [video.encode_jpeg(f, jpeg_quality) for f in clip.frames]
-    features = {
-        "frames": _feature(frames, bytes),
-        "label": _feature([record.label], int),
-        "label_name": _feature([record.label_name.encode()], bytes),
-        "video_id": _feature([record.video_id.encode()], bytes),
-        "group": _feature([record.group.encode()], bytes),
-        "num_frames": _feature([len(frames)], int),
-        "fps": _feature([clip.fps], float),
-        "height": _feature([clip.height], int),
-        "width": _feature([clip.width], int),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=features))
+def to_example(record: ucf101.VideoRecord, clip: video.DecodedVideo, jpeg_quality: int) -> bytes:
+    """A serialized tf.train.Example of one decoded video."""
+    return example_proto.make_example(
+        {
+            "frames": [video.encode_jpeg(f, jpeg_quality) for f in clip.frames],
+            "label": [record.label],
+            "label_name": [record.label_name.encode()],
+            "video_id": [record.video_id.encode()],
+            "group": [record.group.encode()],
+            "num_frames": [len(clip.frames)],
+            "fps": [float(clip.fps)],
+            "height": [clip.height],
+            "width": [clip.width],
+        }
+    )
 
 
 class VideoToExample(beam.DoFn):
@@ -112,7 +105,7 @@ class VideoToExample(beam.DoFn):
             line = {"path": record.path, "split": record.split, "reason": reason}
             yield beam.pvalue.TaggedOutput(ERRORS, json.dumps(line))
             return
-        data = to_example(record, clip, self._options.jpeg_quality).SerializeToString()
+        data = to_example(record, clip, self._options.jpeg_quality)
         self._good.inc()
         self._frames.inc(len(clip.frames))
         self._bytes.update(len(data))
@@ -142,8 +135,8 @@ def write_errors(errors, path: str):
 
 
 def summarize(listing: ucf101.VideoListing, errors_path: str) -> IngestSummary:
-    with tf.io.gfile.GFile(errors_path) as f:
-        bad = [json.loads(line) for line in f if line.strip()]
+    with FileSystems.open(errors_path) as f:
+        bad = [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
     good = {s: len(listing.split(s)) - sum(b["split"] == s for b in bad) for s in ucf101.SPLITS}
     return IngestSummary(len(listing.records), good, bad)
 

@@ -136,3 +136,12 @@ def test_folder_per_class_mp4_set(tmp_path):
             assert value(e["label"]) == ["Clap", "Wave"].index(value(e["label_name"])[0].decode())
             assert value(e["num_frames"]) == 12
     assert all(len(splits) == 1 for splits in groups.values())
+
+
+def test_beam_workers_need_no_tensorflow():
+    """Workers unpickle data.ingest and data.ucf101 records: importing them must stay light."""
+    import subprocess
+    import sys
+
+    code = "import sys, data.ingest; assert 'tensorflow' not in sys.modules, 'imports TF'"
+    subprocess.run([sys.executable, "-c", code], check=True)
