@@ -23,17 +23,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def _time(fn, repeats: int) -> dict:
+def _time(name: str, fn, repeats: int) -> dict:
+    start = time.perf_counter()
     fn()  # warm-up: tracing, XLA compilation, allocator growth
+    warmup = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "times_s": times}
+    median = statistics.median(times)
+    print(f"  {name}: {median:.3f} s (first call {warmup:.1f} s)", flush=True)
+    return {"median_s": median, "times_s": times, "first_call_s": warmup}
 
 
-def bench_tf(shape, num_classes: int, repeats: int, train_repeats: int) -> dict:
+def bench_tf(shape, num_classes: int, repeats: int, train_repeats: int, xla_train: bool) -> dict:
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -58,11 +62,18 @@ def bench_tf(shape, num_classes: int, repeats: int, train_repeats: int) -> dict:
     train = tf.function(step)
     train_xla = tf.function(step, jit_compile=True)
     out = {}
-    out["tf_eager_forward"] = _time(lambda: model(clips, training=False).numpy(), repeats)
-    out["tf_function_forward"] = _time(lambda: fwd(clips).numpy(), repeats)
-    out["tf_xla_forward"] = _time(lambda: fwd_xla(clips).numpy(), repeats)
-    out["tf_function_train_step"] = _time(lambda: train(clips, labels).numpy(), train_repeats)
-    out["tf_xla_train_step"] = _time(lambda: train_xla(clips, labels).numpy(), train_repeats)
+    out["tf_eager_forward"] = _time(
+        "tf_eager_forward", lambda: model(clips, training=False).numpy(), repeats
+    )
+    out["tf_function_forward"] = _time("tf_function_forward", lambda: fwd(clips).numpy(), repeats)
+    out["tf_xla_forward"] = _time("tf_xla_forward", lambda: fwd_xla(clips).numpy(), repeats)
+    out["tf_function_train_step"] = _time(
+        "tf_function_train_step", lambda: train(clips, labels).numpy(), train_repeats
+    )
+    if xla_train:
+        out["tf_xla_train_step"] = _time(
+            "tf_xla_train_step", lambda: train_xla(clips, labels).numpy(), train_repeats
+        )
     return out
 
 
@@ -90,8 +101,8 @@ def bench_torch(shape, num_classes: int, repeats: int, train_repeats: int) -> di
         optimizer.step()
 
     return {
-        "torch_forward": _time(forward, repeats),
-        "torch_train_step": _time(train_step, train_repeats),
+        "torch_forward": _time("torch_forward", forward, repeats),
+        "torch_train_step": _time("torch_train_step", train_step, train_repeats),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
     }
@@ -101,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1x8x112x112 clips, one repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--xla-train",
+        action="store_true",
+        help="also time an XLA-compiled training step (slow to compile and run on CPU)",
+    )
     parser.add_argument("--output", default=os.path.join(RESULTS, "model_speed.json"))
     args = parser.parse_args(argv)
     shape = (1, 8, 112, 112, 3) if args.quick else (1, 32, 224, 224, 3)
@@ -118,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "tensorflow": tf.__version__,
         },
-        **bench_tf(shape, 400, repeats, train_repeats),
+        **bench_tf(shape, 400, repeats, train_repeats, args.xla_train or args.quick),
         **bench_torch(shape, 400, repeats, train_repeats),
     }
     torch_fwd = results["torch_forward"]["median_s"]
@@ -128,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         "function_forward": results["tf_function_forward"]["median_s"] / torch_fwd,
         "xla_forward": results["tf_xla_forward"]["median_s"] / torch_fwd,
         "function_train_step": results["tf_function_train_step"]["median_s"] / torch_train,
-        "xla_train_step": results["tf_xla_train_step"]["median_s"] / torch_train,
     }
+    if "tf_xla_train_step" in results:
+        results["ratios_tf_over_torch"]["xla_train_step"] = (
+            results["tf_xla_train_step"]["median_s"] / torch_train
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
@@ -145,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ("torch_train_step", None),
     ]
     for name, ref in rows:
+        if name not in results:
+            continue
         sec = results[name]["median_s"]
         ratio = f"{sec / ref:.2f}" if ref else ""
         print(f"{name:<26}{sec:>10.3f}{ratio:>10}")
