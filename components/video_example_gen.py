@@ -14,6 +14,7 @@ from absl import logging
 from tfx import types
 from tfx.components.example_gen import driver
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
@@ -69,7 +70,7 @@ class Executor(BaseExampleGenExecutor):
         ingest.check_bad_fraction(summary, options.max_bad_fraction, self._errors_path)
 
 
-class VideoExampleGen(base_beam_component.BaseBeamComponent):
+class VideoExampleGen(FileBasedExampleGen):
     """Videos under `input_base` (UCF101 layout or folder-per-class) -> Examples (train, eval).
 
     Args:
@@ -81,7 +82,9 @@ class VideoExampleGen(base_beam_component.BaseBeamComponent):
 
     SPEC_CLASS = VideoExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
-    DRIVER_CLASS = driver.FileBasedDriver  # span/version/fingerprint of input_base, as TFX does
+    # A FileBasedExampleGen, so both LocalDagRunner and Kubeflow V2 run TFX's file-based driver
+    # (span, version and fingerprint of input_base) before the executor.
+    DRIVER_CLASS = driver.FileBasedDriver
 
     def __init__(
         self,
@@ -106,4 +109,5 @@ class VideoExampleGen(base_beam_component.BaseBeamComponent):
             ingest_options=(options or ingest.IngestOptions()).to_json(),
             examples=types.Channel(type=standard_artifacts.Examples),
         )
-        super().__init__(spec=spec)
+        # FileBasedExampleGen.__init__ would build its own spec, without our two parameters.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
