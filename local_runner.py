@@ -27,17 +27,18 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     if args.data_root:
-        data_root, schema_path = args.data_root, args.schema
+        data_root, schema_path, options = args.data_root, args.schema, configs.INGEST_OPTIONS
     else:
         data_root = str(synthetic.ensure(configs.SYNTHETIC_DATA_ROOT, configs.SYNTHETIC_SEED))
-        schema_path = args.schema or configs.SCHEMA_PATH
+        schema_path = args.schema or configs.SYNTHETIC_SCHEMA
+        options = configs.SYNTHETIC_INGEST_OPTIONS
     tfx.orchestration.LocalDagRunner().run(
         create_pipeline(
             pipeline_name=configs.PIPELINE_NAME,
             pipeline_root=configs.PIPELINE_ROOT,
             data_root=os.path.abspath(data_root),
             ucf_split=args.split,
-            ingest_options=configs.INGEST_OPTIONS,
+            ingest_options=options,
             schema_path=schema_path,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 configs.METADATA_PATH

@@ -29,9 +29,9 @@ from data import ingest, synthetic, ucf101, video
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_speed.json"
 DATA_DIR = Path(__file__).resolve().parents[1] / "generated" / "bench_ingest"
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-OPTIONS = ingest.IngestOptions(max_frames=None, jpeg_quality=90)  # every frame: a UCF-like load
+OPTIONS = ingest.IngestOptions(frame_stride=1, max_frames=None, jpeg_quality=90)  # every frame
 # (classes, videos per class, frames, height, width): UCF101-sized clips, 320x240 at 25 fps.
-SIZES = {"full": (4, 75, 200, 240, 320), "quick": (2, 3, 24, 240, 320)}
+SIZES = {"full": (4, 75, 300, 240, 320), "quick": (2, 3, 24, 240, 320)}
 
 
 def textured_clip(rng: np.random.Generator, frames: int, height: int, width: int) -> np.ndarray:

@@ -13,22 +13,23 @@ OUTPUT_DIR = "outputs"
 PIPELINE_ROOT = os.path.join(OUTPUT_DIR, "pipeline_root", PIPELINE_NAME)
 METADATA_PATH = os.path.join(OUTPUT_DIR, "metadata", PIPELINE_NAME, "metadata.sqlite")
 
-# Data: the embedded synthetic set, generated here on first use (git-ignored).
+# Default data: the embedded synthetic set, generated here on first use (git-ignored).
 GENERATED_DIR = "generated"
 SYNTHETIC_DATA_ROOT = os.path.join(GENERATED_DIR, "synthetic")
 SYNTHETIC_SEED = 0
-DATA_ROOT = SYNTHETIC_DATA_ROOT
 UCF_SPLIT = 1  # UCF101's official split 1, 2 or 3
 
-# Every video of the embedded set fits (40 frames); UCF101 averages ~180 frames at 25 fps, so
-# for it consider frame_stride=2 (and short_side=256 for 224 crops).
-INGEST_OPTIONS = IngestOptions(frame_stride=1, max_frames=64, short_side=None, jpeg_quality=90)
+# Real data (UCF101, your videos): the data-layer defaults, Video Swin's sampling of 32 frames at
+# stride 2, which keep examples ~1 MB; add short_side=256 to store 256-px frames for 224 crops.
+INGEST_OPTIONS = IngestOptions()
+# The embedded set: every one of its 40 frames.
+SYNTHETIC_INGEST_OPTIONS = IngestOptions(frame_stride=1, max_frames=64)
 
-# Curated schema for the embedded set (label and label_name domains, frame constraints).
-# For another data set: None infers one with SchemaGen; curate it and check it in beside this.
+# Curated schemas, one per data set (label and label_name domains, frame constraints), imported
+# with ImportSchemaGen. Without one (another data set), SchemaGen infers a schema: curate it and
+# check it in as schema/<data set>/schema.pbtxt.
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 SYNTHETIC_SCHEMA = os.path.join(SCHEMA_DIR, "synthetic", "schema.pbtxt")
-SCHEMA_PATH: str | None = SYNTHETIC_SCHEMA
 
 # Beam for every Beam-based component: local multi-process DirectRunner. On a cluster, pass
 # e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...

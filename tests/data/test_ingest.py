@@ -32,6 +32,7 @@ def cli_output(synthetic_root, tmp_path_factory):
     """The CLI, with Beam's multi-process DirectRunner and 2 workers, on the embedded set."""
     out = tmp_path_factory.mktemp("ingest")
     argv = ["--data-root", str(synthetic_root), "--split", "2", "--output", str(out)]
+    argv += ["--frame-stride", "1", "--max-frames", "64"]  # every frame: compared below
     argv += ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
     assert ingest.main(argv) == 0
     return out
@@ -117,7 +118,8 @@ def test_too_many_bad_videos_fail_the_run_with_the_report(broken_root, tmp_path)
 
 
 def test_folder_per_class_mp4_set(tmp_path):
-    """No list files, H.264 in MP4: labels from sorted folders, groups never straddle splits."""
+    """No list files, H.264 in MP4, default options (32 frames at stride 2): labels from sorted
+    folders, groups never straddle splits."""
     root = tmp_path / "videos"
     for label, name in enumerate(["Wave", "Clap"]):
         (root / name).mkdir(parents=True)
@@ -134,7 +136,7 @@ def test_folder_per_class_mp4_set(tmp_path):
         for e in read_examples(tmp_path / "out" / f"Split-{split}" / "*.gz"):
             groups.setdefault(value(e["group"])[0], set()).add(split)
             assert value(e["label"]) == ["Clap", "Wave"].index(value(e["label_name"])[0].decode())
-            assert value(e["num_frames"]) == 12
+            assert value(e["num_frames"]) == 6  # 12 frames at stride 2
     assert all(len(splits) == 1 for splits in groups.values())
 
 

@@ -24,7 +24,7 @@ def _run(root, data_root, schema_path):
             pipeline_name=configs.PIPELINE_NAME,
             pipeline_root=str(pipeline_root),
             data_root=str(data_root),
-            ingest_options=configs.INGEST_OPTIONS,
+            ingest_options=configs.SYNTHETIC_INGEST_OPTIONS,
             schema_path=schema_path,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 str(root / "metadata.sqlite")
@@ -118,9 +118,9 @@ def test_curated_schema_matches_the_embedded_set_and_configs():
     assert features["label"].int_domain.max == len(synthetic.SPEC.classes) - 1
     (names,) = [d for d in schema.string_domain if d.name == "label_name"]
     assert tuple(sorted(names.value)) == tuple(sorted(synthetic.SPEC.classes))
-    assert features["num_frames"].int_domain.max == configs.INGEST_OPTIONS.max_frames
-    assert features["frames"].value_count.max == configs.INGEST_OPTIONS.max_frames
-    assert synthetic.SPEC.num_frames <= configs.INGEST_OPTIONS.max_frames
+    assert features["num_frames"].int_domain.max == configs.SYNTHETIC_INGEST_OPTIONS.max_frames
+    assert features["frames"].value_count.max == configs.SYNTHETIC_INGEST_OPTIONS.max_frames
+    assert synthetic.SPEC.num_frames <= configs.SYNTHETIC_INGEST_OPTIONS.max_frames
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", configs.PIPELINE_NAME)
 
 
