@@ -84,7 +84,9 @@ def _decode(container, frame_stride, max_frames, short_side) -> DecodedVideo:
     decoded = packets_seen = 0
     corrupt = None
     for packet in container.demux(stream):
-        packets_seen += packet.pts is not None  # the final flush packet has no timestamp
+        # Count every packet but the final flush one (empty, no timestamp); AVI's zero-size
+        # "dropped frame" packets count, as the declared frame count includes them.
+        packets_seen += bool(packet.size) or packet.dts is not None
         if max_frames and len(frames) >= max_frames:
             continue  # enough frames: only demux (cheap) to see whether the file is complete
         try:
