@@ -19,4 +19,3 @@ COPY data ./data
 COPY components ./components
 COPY model ./model
 COPY pipeline ./pipeline
-COPY serving ./serving
