@@ -11,6 +11,8 @@ from components.video_example_gen import Executor, VideoExampleGen
 from data import ingest, ucf101
 from tests.data.test_ingest import IN_PROCESS, read_examples, value
 
+pytestmark = pytest.mark.slow  # runs TFX components
+
 
 def _run_executor(data_root, uri, options):
     component = VideoExampleGen(input_base=str(data_root), ucf_split=1, options=options)

@@ -14,6 +14,8 @@ from pipeline import configs
 from pipeline.pipeline import create_pipeline
 from tests.data.test_ingest import IN_PROCESS
 
+pytestmark = pytest.mark.slow  # runs TFX components
+
 COMPONENTS = ["VideoExampleGen", "StatisticsGen", "ExampleValidator"]
 
 
