@@ -3,7 +3,7 @@
     python -m benchmarks.train_memory [--quick]
 
 Each configuration runs in a fresh process (peak RSS never goes down, so processes must not be
-shared). A child builds the model and the AdamW slots, records ru_maxrss as the baseline, runs one
+shared). A child builds the model and the AdamW slots, resets the peak-RSS mark (VmHWM), runs one
 compiled training step (forward + backward + AdamW) at batch 1, 16x224x224, and reports the growth
 of the peak RSS: the step's activations, gradients and temporaries. CPU only, so RSS is the
 honest measure here. Writes benchmarks/results/train_memory.json.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -23,8 +22,20 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+def _status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of this process, from /proc."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0), so the peak
+    # measured next is the step's own, not tracing's or model building's.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def child(shape: tuple[int, ...], recompute: bool) -> dict:
@@ -51,17 +62,19 @@ def child(shape: tuple[int, ...], recompute: bool) -> dict:
         return loss
 
     step.get_concrete_function(clips, labels)  # trace outside the measured window
-    baseline = _peak_rss_mib()
+    _reset_peak()
+    baseline = _status_mib("VmRSS")
     start = time.perf_counter()
     loss = float(step(clips, labels))
     seconds = time.perf_counter() - start
+    peak = _status_mib("VmHWM")
     # The first step is measured: TF's allocator keeps freed blocks, so later steps reuse
     # memory already counted in RSS and show ~no growth. Includes Grappler's one-off work.
     return {
         "recompute": recompute,
-        "baseline_peak_rss_mib": baseline,
-        "peak_rss_mib": _peak_rss_mib(),
-        "step_peak_growth_mib": _peak_rss_mib() - baseline,
+        "rss_before_step_mib": baseline,
+        "peak_rss_mib": peak,
+        "step_peak_growth_mib": peak - baseline,
         "first_step_seconds": seconds,
         "loss": loss,
     }
@@ -93,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": "swin_t, 400 classes, AdamW, tf.function training step",
         "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
         "quick": args.quick,
-        "method": "one fresh process per configuration; ru_maxrss growth during the first "
-        "compiled training step over the peak after building model, AdamW slots and the trace",
+        "method": "one fresh process per configuration; peak RSS (VmHWM, reset just before the "
+        "step) minus RSS before the first compiled training step; model, AdamW slots and the "
+        "trace are built first",
         **runs,
         "recompute_saving": 1.0
         - runs["recompute"]["step_peak_growth_mib"] / runs["plain"]["step_peak_growth_mib"],
