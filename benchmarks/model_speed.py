@@ -38,27 +38,13 @@ def _time(name: str, fn, repeats: int) -> dict:
 
 
 def bench_tf(shape, num_classes: int, repeats: int, train_repeats: int, xla_train: bool) -> dict:
-    import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
 
-    from model.video_swin import build_classifier
+    from benchmarks.swin_t_step import swin_t_training
 
-    model = build_classifier("swin_t", num_classes, shape[1:])
-    clips = tf.constant(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-    labels = tf.constant([1] * shape[0])
+    model, clips, labels, step = swin_t_training(shape, num_classes)
     fwd = tf.function(lambda x: model(x, training=False))
     fwd_xla = tf.function(lambda x: model(x, training=False), jit_compile=True)
-    optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.05)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=False))
-        return loss
-
     train = tf.function(step)
     train_xla = tf.function(step, jit_compile=True)
     out = {}

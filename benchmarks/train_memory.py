@@ -40,27 +40,12 @@ def _reset_peak() -> None:
 
 def child(shape: tuple[int, ...], recompute: bool) -> dict:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
 
-    from model.video_swin import build_classifier
+    from benchmarks.swin_t_step import swin_t_training
 
-    model = build_classifier("swin_t", 400, shape[1:], recompute=recompute)
-    optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.05)
-    optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    clips = tf.constant(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-    labels = tf.constant([1] * shape[0])
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=False))
-        return loss
-
+    _, clips, labels, train_step = swin_t_training(shape, 400, recompute=recompute)
+    step = tf.function(train_step)
     step.get_concrete_function(clips, labels)  # trace outside the measured window
     _reset_peak()
     baseline = _status_mib("VmRSS")
