@@ -41,16 +41,16 @@ class Executor(BaseExampleGenExecutor):
         raise NotImplementedError("VideoExampleGen makes its splits in GenerateExamplesByBeam")
 
     def GenerateExamplesByBeam(self, pipeline, exec_properties):
-        options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
+        self._options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
         self._listing = ucf101.list_videos(
             exec_properties[standard_component_specs.INPUT_BASE_KEY],
             exec_properties[UCF_SPLIT_KEY],
-            options.eval_fraction,
+            self._options.eval_fraction,
         )
         outputs = (
             pipeline
             | "ListVideos" >> beam.Create(self._listing.records)
-            | "IngestVideos" >> ingest.IngestVideos(options)
+            | "IngestVideos" >> ingest.IngestVideos(self._options)
         )
         ingest.write_errors(outputs[ingest.ERRORS], self._errors_path)
         return {split: outputs[split] for split in ucf101.SPLITS}
@@ -66,8 +66,7 @@ class Executor(BaseExampleGenExecutor):
         log("VideoExampleGen: %s; error report: %s", summary, self._errors_path)
         examples.set_int_custom_property("num_listed_videos", summary.listed)
         examples.set_int_custom_property("num_bad_videos", len(summary.bad))
-        options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
-        ingest.check_bad_fraction(summary, options.max_bad_fraction, self._errors_path)
+        ingest.check_bad_fraction(summary, self._options.max_bad_fraction, self._errors_path)
 
 
 class VideoExampleGen(FileBasedExampleGen):
