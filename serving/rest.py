@@ -14,6 +14,7 @@ import binascii
 import numpy as np
 import orjson
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from serving.repository import LoadedVersion, Signature
 
@@ -117,7 +118,7 @@ def _array(value, dtype: tf.DType, where: str) -> np.ndarray:
         array = np.asarray(value)
     except ValueError as error:  # ragged nesting
         raise _bad(f"{where}: not a rectangular array of numbers ({error})") from None
-    kind = array.dtype.kind
+    kind, dt_name = array.dtype.kind, types_pb2.DataType.Name(dtype.as_datatype_enum)
     if dtype.is_bool:
         ok = kind == "b"
     elif dtype.is_integer:
@@ -125,13 +126,11 @@ def _array(value, dtype: tf.DType, where: str) -> np.ndarray:
     else:
         ok = kind in "iuf"
     if not ok:
-        raise _bad(f"{where}: expected {dtype.name} values, got {_describe(array)}")
+        raise _bad(f"{where}: expected {dt_name} values, got {_describe(array)}")
     if dtype.is_integer and array.size:
         info = np.iinfo(dtype.as_numpy_dtype)
         if array.min() < info.min or array.max() > info.max:
-            raise _bad(
-                f"{where}: values outside the range of {dtype.name} [{info.min}, {info.max}]"
-            )
+            raise _bad(f"{where}: values outside the range of {dt_name} [{info.min}, {info.max}]")
     return array.astype(dtype.as_numpy_dtype, copy=False)
 
 

@@ -1,0 +1,130 @@
+"""Serving fixtures: pushed model versions and the real server (`python -m serving`) on loopback.
+
+`model_base_dir` is `<serving_dir>/<model_name>` with version 1 pushed (Pusher's layout). Its
+model is tests/serving/contract_model.py's until the Trainer's export is served here instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.serving import contract_model
+
+MODEL_NAME = "video_swin"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def exported_models(tmp_path_factory) -> list[str]:
+    """Two SavedModels with the serving contract and different weights (versions to push)."""
+    root = tmp_path_factory.mktemp("exports")
+    return contract_model.save_contract_models([root / "first", root / "second"])
+
+
+@pytest.fixture(scope="session")
+def model_base_dir(exported_models, tmp_path_factory) -> str:
+    base = tmp_path_factory.mktemp("serving") / MODEL_NAME
+    contract_model.push(exported_models[0], base, 1)
+    return str(base)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 30.0) -> tuple[int, dict]:
+    """(HTTP status, decoded JSON body), for error statuses too."""
+    return request_json(urllib.request.Request(url), timeout)
+
+
+def post_json(url: str, data: bytes, timeout: float = 60.0) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    return request_json(urllib.request.Request(url, data=data, headers=headers), timeout)
+
+
+def request_json(request, timeout: float) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+class Server:
+    """`python -m serving` in a subprocess; `url` once a version is loaded."""
+
+    def __init__(self, model_dir: str, log_path, *flags: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1")
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "serving",
+                    "--model-dir",
+                    model_dir,
+                    "--port",
+                    str(self.port),
+                    *flags,
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_ready(os.path.basename(model_dir))
+
+    def _wait_ready(self, name: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if get_json(f"{self.url}/v1/models/{name}", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(model_base_dir, tmp_path_factory):
+    """The server on version 1, with a 1 MiB request limit (so oversize bodies stay small)."""
+    running = Server(
+        model_base_dir, tmp_path_factory.mktemp("logs") / "server.log", "--max-body-mb", "1"
+    )
+    yield running
+    running.stop()
