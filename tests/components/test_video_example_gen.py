@@ -29,7 +29,7 @@ def _run_executor(data_root, uri, options):
 
 def test_splits_and_error_report_inside_the_artifact(broken_root, tmp_path):
     root, bad = broken_root
-    examples = _run_executor(root, tmp_path, ingest.IngestOptions(max_bad_fraction=0.1))
+    examples = _run_executor(root, tmp_path, ingest.IngestOptions(max_bad_fraction=0.5))
     assert examples.split_names == '["train", "eval"]'
     listing = ucf101.list_videos(str(root), 1)
     for split in ("train", "eval"):
@@ -45,9 +45,11 @@ def test_splits_and_error_report_inside_the_artifact(broken_root, tmp_path):
 
 
 def test_fails_past_the_bad_fraction_naming_the_report(broken_root, tmp_path):
-    root, _ = broken_root
+    root, bad = broken_root
+    listed = len(ucf101.list_videos(str(root), 1).records)
+    options = ingest.IngestOptions(max_bad_fraction=(len(bad) - 0.5) / listed)  # just under
     with pytest.raises(ingest.TooManyBadVideosError, match=r"errors\.jsonl"):
-        _run_executor(root, tmp_path, ingest.IngestOptions(max_bad_fraction=0.01))
+        _run_executor(root, tmp_path, options)
 
 
 def test_component_records_its_settings():

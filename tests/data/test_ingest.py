@@ -1,12 +1,14 @@
 """The Beam ingest on real videos: examples match a direct decode, bad inputs are reported."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from data import ingest, synthetic, ucf101, video
+from tests.data import timed_videos
 
 IN_PROCESS = ["--direct_running_mode=in_memory"]  # tests: no worker start-up per run
 
@@ -67,6 +69,7 @@ def test_frames_match_a_direct_pyav_decode(cli_output, synthetic_root):
         assert value(e["num_frames"]) == len(reference)
         assert (value(e["height"]), value(e["width"])) == (64, 64)
         assert value(e["fps"]) == pytest.approx(synthetic.SPEC.fps)
+        assert value(e["time_step"]) == pytest.approx(1 / synthetic.SPEC.fps)
         error = np.abs(np.stack(frames).astype(int) - np.stack(reference)).mean()
         assert error < 3, (path, error)  # JPEG q90
 
@@ -77,14 +80,16 @@ def test_options_sample_and_resize(synthetic_root, tmp_path):
     examples = read_examples(tmp_path / "Split-train" / "*.gz")
     assert len(examples) == summary.good["train"]
     for e in examples:
-        assert value(e["num_frames"]) == 8 == len(e["frames"].bytes_list.value)
+        # 40 frames at stride 3: 14 grid points, more than 8, so every 6th frame: 7 of them.
+        assert value(e["num_frames"]) == 7 == len(e["frames"].bytes_list.value)
+        assert value(e["time_step"]) == pytest.approx(6 / synthetic.SPEC.fps)
         assert video.decode_jpeg(e["frames"].bytes_list.value[0]).shape == (32, 32, 3)
     assert ingest.IngestOptions.from_json(options.to_json()) == options
 
 
 def test_bad_inputs_are_reported_counted_and_the_good_all_arrive(broken_root, tmp_path):
     root, bad = broken_root
-    options = ingest.IngestOptions(max_bad_fraction=0.1)
+    options = ingest.IngestOptions(max_bad_fraction=0.5)
     summary = ingest.run(str(root), str(tmp_path), 1, options, IN_PROCESS)
     listing = ucf101.list_videos(str(root), 1)
     lines = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
@@ -108,7 +113,8 @@ def test_bad_inputs_are_reported_counted_and_the_good_all_arrive(broken_root, tm
 
 def test_too_many_bad_videos_fail_the_run_with_the_report(broken_root, tmp_path):
     root, bad = broken_root
-    options = ingest.IngestOptions(max_bad_fraction=0.02)
+    listed = len(ucf101.list_videos(str(root), 1).records)
+    options = ingest.IngestOptions(max_bad_fraction=(len(bad) - 0.5) / listed)  # just under
     with pytest.raises(
         ingest.TooManyBadVideosError,
         match=r"5 of \d+ videos .*v_ShiftLeft_g03_c01.avi: listed file is missing.*errors\.jsonl",
@@ -138,6 +144,35 @@ def test_folder_per_class_mp4_set(tmp_path):
             assert value(e["label"]) == ["Clap", "Wave"].index(value(e["label_name"])[0].decode())
             assert value(e["num_frames"]) == 6  # 12 frames at stride 2
     assert all(len(splits) == 1 for splits in groups.values())
+
+
+def test_timed_videos_arrive_and_their_cut_copies_are_reported(timed_folder, tmp_path):
+    """Late start, gap, variable rate: ingested over their timeline (default options, stride
+    2); the same files cut at half their bytes: reported truncated. Good + reported = listed."""
+    root = tmp_path / "videos"
+    (root / "Good").mkdir(parents=True)
+    (root / "Cut").mkdir()
+    for name in timed_videos.TIMED:
+        shutil.copy(timed_folder / name, root / "Good" / name)
+        data = (timed_folder / name).read_bytes()
+        (root / "Cut" / name).write_bytes(data[: len(data) // 2])
+    options = ingest.IngestOptions(max_bad_fraction=0.5)
+    summary = ingest.run(str(root), str(tmp_path / "out"), options=options, beam_args=IN_PROCESS)
+    examples = [e for s in ucf101.SPLITS for e in read_examples(tmp_path / "out" / f"Split-{s}/*")]
+    assert sorted(value(e["label_name"])[0] for e in examples) == [b"Good"] * 3
+    for e in examples:
+        name = next(n for n in timed_videos.TIMED if n.startswith(value(e["video_id"])[0].decode()))
+        sources, step = timed_videos.expected_sources(root / "Good" / name, name, stride=2)
+        frames = [video.decode_jpeg(b) for b in e["frames"].bytes_list.value]
+        assert [timed_videos.source_index(f) for f in frames] == sources, name
+        assert value(e["num_frames"]) == len(sources)
+        assert value(e["time_step"]) == pytest.approx(float(step))
+    assert sorted(ucf101.stem(b["path"]) for b in summary.bad) == sorted(
+        ucf101.stem(n) for n in timed_videos.TIMED
+    )
+    assert all(b["path"].split("/")[-2] == "Cut" for b in summary.bad)
+    assert all(b["reason"].startswith("truncated: data ends at") for b in summary.bad)
+    assert len(examples) + len(summary.bad) == summary.listed == 6
 
 
 def test_beam_workers_need_no_tensorflow():

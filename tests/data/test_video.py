@@ -1,10 +1,11 @@
-"""PyAV decoding, sampling, resizing and JPEG encoding on real encoded files."""
+"""PyAV decoding, timeline sampling, truncation, resizing and JPEG encoding on real files."""
 
 import av
 import numpy as np
 import pytest
 
 from data import synthetic, video
+from tests.data.timed_videos import TIMED, expected_sources, source_index
 
 
 def _reference_frames(path):
@@ -26,11 +27,17 @@ def test_full_decode_matches_pyav(clip_path):
     assert (clip.height, clip.width, clip.fps) == (64, 64, synthetic.SPEC.fps)
 
 
-@pytest.mark.parametrize("stride,max_frames", [(1, 10), (2, None), (3, 5), (4, 100)])
-def test_stride_and_max_frames_pick_the_right_frames(clip_path, stride, max_frames):
-    reference = _reference_frames(clip_path)[::stride][:max_frames]
+@pytest.mark.parametrize(
+    "stride,max_frames,multiple", [(1, 40, 1), (2, None, 1), (3, 5, 4), (1, 39, 2)]
+)
+def test_stride_and_max_frames_cover_the_whole_video(clip_path, stride, max_frames, multiple):
+    """40 frames at 25 fps: a stride-s grid, its step doubled until max_frames hold it all."""
+    reference = _reference_frames(clip_path)[:: stride * multiple]
     clip = video.decode_video(clip_path, frame_stride=stride, max_frames=max_frames)
     np.testing.assert_array_equal(np.stack(clip.frames), np.stack(reference))
+    assert clip.time_step == pytest.approx(stride * multiple / 25)
+    assert clip.duration == pytest.approx(40 / 25)
+    assert (len(clip.frames) - 1) * clip.time_step > clip.duration - clip.time_step - 1e-9
 
 
 def test_short_side_resize_keeps_aspect_ratio(tmp_path):
@@ -75,8 +82,39 @@ def test_bad_files_raise_a_clear_reason(tmp_path, clip_path):
         video.decode_video(tmp_path / "noise.avi")
     data = clip_path.read_bytes()
     (tmp_path / "cut.avi").write_bytes(data[: len(data) * 3 // 4])
-    with pytest.raises(video.VideoError, match=r"truncated: \d+ of 40"):
+    with pytest.raises(video.VideoError, match=r"truncated: data ends at \d\.\d\d s, .* 1\.60 s"):
         video.decode_video(tmp_path / "cut.avi")
-    # Also when only the first frames are needed: the rest is demuxed to check completeness.
     with pytest.raises(video.VideoError, match="truncated"):
-        video.decode_video(tmp_path / "cut.avi", max_frames=4)
+        video.decode_video(tmp_path / "cut.avi", frame_stride=2, max_frames=4)
+    # Cut just before the index, inside the last frames' data: the demuxer sees a short chunk.
+    (tmp_path / "cut_late.avi").write_bytes(data[: len(data) * 9 // 10])
+    with pytest.raises(video.VideoError, match="truncated: frame data cut at"):
+        video.decode_video(tmp_path / "cut_late.avi")
+
+
+@pytest.mark.parametrize("name", sorted(TIMED))
+@pytest.mark.parametrize("stride", [1, 3])
+def test_timestamps_are_followed_not_packet_counts(timed_folder, name, stride):
+    """Late start, gap, variable rate: the frame showing at each grid time, to the last frame."""
+    clip = video.decode_video(timed_folder / name, frame_stride=stride)
+    sources, step = expected_sources(timed_folder / name, name, stride)
+    assert [source_index(f) for f in clip.frames] == sources
+    pts, time_base, _ = TIMED[name]
+    assert clip.start_time == pytest.approx(float(pts[0] * time_base))
+    assert clip.time_step == pytest.approx(float(step))
+
+
+def test_long_video_is_a_uniform_cover_within_max_frames(timed_folder):
+    """60 grid points at stride 1 and max_frames 16: the step doubles twice, 15 frames."""
+    clip = video.decode_video(timed_folder / "gap.avi", max_frames=16)
+    assert len(clip.frames) == 15 and clip.time_step == pytest.approx(0.16)
+    sources, _ = expected_sources(timed_folder / "gap.avi", "gap.avi", 1)  # 20-39 hold 19
+    assert [source_index(f) for f in clip.frames] == sources[::4]
+
+
+@pytest.mark.parametrize("name", sorted(TIMED))
+def test_the_same_videos_cut_in_half_are_truncated(timed_folder, tmp_path, name):
+    data = (timed_folder / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(video.VideoError, match="^truncated: data ends at"):
+        video.decode_video(tmp_path / name)
