@@ -4,42 +4,40 @@
         --variant swin_t --output converted/swin_t [--frames 32 --size 224 224] [--no-head]
 
 Writes DIR/ (a TF SavedModel: 'serving_default' clips -> {'logits'} and 'features' clips ->
-{'features'}), DIR/keras_weights.h5 for build_classifier(...).load_weights, and
-DIR/video_swin.json. Every tensor of the checkpoint is accounted for: a missing key, an unexpected
+{'features'}; also a TF Hub Reusable SavedModel, see model/hub.py), DIR/backbone/ (the backbone
+alone, a TF Hub feature module), DIR/keras_weights.h5 for build_classifier(...).load_weights,
+DIR/video_swin.json and DIR/README.md (the model card). The .pth is read by model/pth.py, without
+PyTorch and without executing anything in it. Every tensor of the checkpoint is accounted for: a missing key, an unexpected
 key or a shape mismatch is an error naming the key.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import pickle
 import re
 import sys
 from collections.abc import Mapping
 
 import numpy as np
 
+from model import pth
+from model.pth import CheckpointError
 from model.video_swin import windows as win
 
 KERAS_WEIGHTS = "keras_weights.h5"
 METADATA = "video_swin.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted faithfully (unsafe, incomplete or mismatched)."""
-
-
 # ---------------------------------------------------------------- reading checkpoints
 
 
 def _to_numpy(value, key: str) -> np.ndarray:
-    import torch
-
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
         raise CheckpointError(f"{key}: expected a tensor, got {type(value).__name__}")
-    return value.detach().cpu().float().numpy() if value.is_floating_point() else value.numpy()
+    return value.astype(np.float32, copy=False) if value.dtype.kind == "f" else value
 
 
 _OFFICIAL_RULES = (
@@ -69,25 +67,16 @@ def official_to_torchvision_key(key: str) -> str | None:
 
 
 def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], str]:
-    """Reads a .pth safely -> ({torchvision-style key: array}, 'official' | 'torchvision').
+    """Reads a .pth without torch -> ({torchvision-style key: array}, 'official' | 'torchvision').
+
+    model.pth's restricted reader executes nothing in the file (see its docstring).
 
     Official keys are renamed to torchvision's (see VIDEO_SWIN_NUMERICS.md); keys no rule knows
     keep their name so that loading reports them as unexpected.
     """
-    import torch
-
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{path}: refused: unpickling it needs code execution (objects other than tensors and "
-            f"plain containers), which torch.load(weights_only=True) does not allow. Re-save the "
-            f"checkpoint as a plain state dict. Details: {str(e).splitlines()[0]}"
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+    ckpt = pth.read(path)
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(ckpt).__name__}")
     state = ckpt
@@ -244,16 +233,20 @@ def num_classes_of(state_dict: Mapping[str, np.ndarray]) -> int | None:
 
 
 def export_saved_model(model, output_dir: str, metadata: dict | None = None) -> None:
-    """Writes a SavedModel with 'serving_default' and 'features' signatures, plus Keras weights.
+    """Writes a Reusable SavedModel (TF Hub) with 'serving_default' and 'features' signatures,
+    plus Keras weights, the metadata JSON and a model card; a classifier's backbone is written
+    again, alone, under BACKBONE_DIR/ (a TF Hub feature module).
 
-    Only the variables and two traced functions are saved (not Keras' per-layer traces), so the
-    export is quick and needs nothing from this repo to serve.
+    Only the variables and traced functions are saved (not Keras' per-layer traces), so the
+    export is quick and needs nothing from this repo to serve or fine-tune.
     """
     import tensorflow as tf
 
+    from model import hub
     from model.video_swin import feature_model
 
-    clips = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="clips")
+    input_shape = tuple(model.input_shape[1:])
+    clips = tf.TensorSpec([None, *input_shape], tf.float32, name="clips")
     features = feature_model(model)
     has_head = any(layer.name == "head" for layer in model.layers)
 
@@ -267,17 +260,33 @@ def export_saved_model(model, output_dir: str, metadata: dict | None = None) -> 
     def serve_features(x):
         return {"features": features(x, training=False)["features"]}
 
-    module = tf.Module()
-    module.model_variables = list(model.variables)  # tracked, so trainable flags survive
-    module.serve = serve
-    module.serve_features = serve_features
+    module = hub.reusable_module(model if has_head else features, input_shape)
+    module.model_variables = list(model.variables)  # kept for earlier readers of the export
+    signatures = {"serving_default": serve, "features": serve_features}
     os.makedirs(output_dir, exist_ok=True)
-    tf.saved_model.save(
-        module, output_dir, signatures={"serving_default": serve, "features": serve_features}
-    )
+    tf.saved_model.save(module, output_dir, signatures=signatures)
+    if has_head:
+        backbone = hub.reusable_module(features, input_shape)
+        tf.saved_model.save(
+            backbone,
+            os.path.join(output_dir, hub.BACKBONE_DIR),
+            signatures={"serving_default": serve_features},
+        )
     model.save_weights(os.path.join(output_dir, KERAS_WEIGHTS))
+    metadata = metadata or {}
     with open(os.path.join(output_dir, METADATA), "w") as f:
-        json.dump(metadata or {}, f, indent=2, sort_keys=True)
+        json.dump(metadata, f, indent=2, sort_keys=True)
+    if {"variant", "input_shape", "checkpoint"} <= set(metadata):
+        with open(os.path.join(output_dir, hub.MODEL_CARD), "w") as f:
+            f.write(hub.model_card(metadata))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def convert(
@@ -309,6 +318,7 @@ def convert(
         "num_parameters": int(model.count_params()),
         "checkpoint": os.path.abspath(checkpoint),
         "checkpoint_format": fmt,
+        "checkpoint_sha256": _sha256(checkpoint),
         "keras_weights": KERAS_WEIGHTS,
         "signatures": {
             "serving_default": "logits" if head else "features",

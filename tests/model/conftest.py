@@ -32,3 +32,73 @@ def swin_t_checkpoints(torch_swin_t, tmp_path_factory):
 def random_clips(shape, seed=0) -> np.ndarray:
     """Normalised-looking float32 clips [B, T, H, W, 3]."""
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+TINY_CLASSES = 5
+TINY_SHAPE = (4, 32, 32, 3)
+
+
+@pytest.fixture(scope="session")
+def torch_tiny():
+    """torchvision SwinTransformer3d with the 'tiny' config, TINY_CLASSES classes."""
+    from model.video_swin import get_config
+
+    return torch_reference.from_config(get_config("tiny"), num_classes=TINY_CLASSES, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(torch_tiny, tmp_path_factory):
+    """Tiny .pth files written by torch: 'official' (mmaction layout, with meta), 'torchvision',
+    and 'official_no_head' (backbone only, as the ImageNet-pretrained releases are)."""
+    root = tmp_path_factory.mktemp("tiny_checkpoints")
+    official = torch_reference.official_state_dict(torch_tiny)
+    meta = {"epoch": 30, "iter": 1200, "config": "model = dict(type='Recognizer3D')"}
+    paths = {
+        "official": root / "tiny_official.pth",
+        "torchvision": root / "tiny_torchvision.pth",
+        "official_no_head": root / "tiny_official_no_head.pth",
+    }
+    torch.save({"meta": meta, "state_dict": official}, paths["official"])
+    torch.save(torch_tiny.state_dict(), paths["torchvision"])
+    no_head = {k: v for k, v in official.items() if not k.startswith("cls_head.")}
+    torch.save({"meta": meta, "state_dict": no_head}, paths["official_no_head"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+_CONVERT_WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None  # from here on, `import torch` raises ImportError
+from model import convert
+for argv in {jobs!r}:
+    assert convert.main(argv) == 0, argv
+loaded = sorted(m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "torchvision")
+                and v is not None)
+assert not loaded, loaded
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_converted(tiny_checkpoints, tmp_path_factory):
+    """`python -m model.convert` output for each tiny .pth, written in a process where
+    `import torch` fails: {'official': dir, 'torchvision': dir, 'official_no_head': dir}."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny_converted")
+    outs, jobs = {}, []
+    for fmt, checkpoint in tiny_checkpoints.items():
+        outs[fmt] = str(root / fmt)
+        argv = ["--checkpoint", checkpoint, "--variant", "tiny", "--output", outs[fmt]]
+        argv += ["--frames", str(TINY_SHAPE[0]), "--size", str(TINY_SHAPE[1]), str(TINY_SHAPE[2])]
+        jobs.append(argv + (["--no-head"] if fmt.endswith("no_head") else []))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo, TF_USE_LEGACY_KERAS="1")
+    subprocess.run(
+        [sys.executable, "-c", _CONVERT_WITHOUT_TORCH.format(jobs=jobs)],
+        env=env,
+        cwd=repo,
+        check=True,
+        timeout=600,
+    )
+    return outs

@@ -1,0 +1,85 @@
+"""A converted directory is a TF Hub module: hub.KerasLayer fine-tunes it, with a model card."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from model import convert, hub
+from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
+
+
+@pytest.fixture(scope="module")
+def tensorflow_hub():
+    return hub.import_tensorflow_hub()
+
+
+def _keras_model(tensorflow_hub, handle):
+    inputs = keras.Input(TINY_SHAPE, dtype=tf.float32)
+    layer = tensorflow_hub.KerasLayer(handle, trainable=True)
+    return keras.Model(inputs, layer(inputs)), layer
+
+
+def test_keras_layer_matches_serving_default_and_trains(tiny_converted, tensorflow_hub):
+    directory = tiny_converted["official"]
+    model, layer = _keras_model(tensorflow_hub, directory)
+    clips = random_clips((2, *TINY_SHAPE), seed=21)
+    serve = tf.saved_model.load(directory).signatures["serving_default"]
+    expected = serve(clips=tf.constant(clips))["logits"].numpy()
+    np.testing.assert_allclose(model(clips, training=False).numpy(), expected, atol=1e-5, rtol=0)
+    # All weights are fine-tunable: patch embedding, blocks, norms, relative position tables, head.
+    assert len(layer.trainable_weights) == len(tf.saved_model.load(directory).model_variables)
+    assert not layer.non_trainable_weights
+    before = [w.numpy() for w in layer.trainable_weights]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    loss = model.train_on_batch(clips, np.array([1, 3]))
+    assert np.isfinite(loss)
+    changed = [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, layer.trainable_weights, strict=True)
+    ]
+    assert all(changed), f"{changed.count(False)} of {len(changed)} weights did not change"
+    assert not np.allclose(model(clips, training=False).numpy(), expected, atol=1e-5)
+
+
+def test_backbone_module_gives_the_features_signature(tiny_converted, tensorflow_hub):
+    directory = tiny_converted["official"]
+    model, layer = _keras_model(tensorflow_hub, os.path.join(directory, hub.BACKBONE_DIR))
+    clips = random_clips((1, *TINY_SHAPE), seed=22)
+    features = tf.saved_model.load(directory).signatures["features"]
+    expected = features(clips=tf.constant(clips))["features"].numpy()
+    got = model(clips, training=False).numpy()
+    assert got.shape == expected.shape == (1, 2, 1, 1, 192)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert layer.trainable_weights and not any("head" in w.name for w in layer.trainable_weights)
+
+
+def test_reusable_contract_and_model_card(tiny_converted, tiny_checkpoints):
+    loaded = tf.saved_model.load(tiny_converted["torchvision"])
+    assert callable(loaded) and loaded.regularization_losses == []
+    assert len(loaded.variables) == len(loaded.trainable_variables) > 100
+    clips = tf.constant(random_clips((1, *TINY_SHAPE), seed=23))
+    assert loaded(clips, training=False).shape == (1, TINY_CLASSES)
+    # training=True applies dropout / stochastic depth: two calls differ.
+    assert not np.allclose(loaded(clips, training=True), loaded(clips, training=True))
+    with open(os.path.join(tiny_converted["torchvision"], convert.METADATA)) as f:
+        meta = json.load(f)
+    with open(os.path.join(tiny_converted["torchvision"], hub.MODEL_CARD)) as f:
+        card = f.read()
+    assert os.path.basename(tiny_checkpoints["torchvision"]) in card
+    assert meta["checkpoint_sha256"] in card and "`tiny`" in card
+    assert f"[B, {', '.join(map(str, TINY_SHAPE))}]" in card
+    assert "123.675, 116.28, 103.53" in card and "58.395, 57.12, 57.375" in card
+    assert f"logits `[B, {TINY_CLASSES}]`" in card
+    no_head = tiny_converted["official_no_head"]
+    assert not os.path.exists(os.path.join(no_head, hub.BACKBONE_DIR))
+    with open(os.path.join(no_head, hub.MODEL_CARD)) as f:
+        assert "final feature map" in f.read().split("Signature")[0]
