@@ -1,6 +1,13 @@
-"""Clip normalisation used by the released Video Swin checkpoints: the one source of truth.
+"""From a clip of JPEG frames to the model's uint8 input, and normalisation: one definition.
 
-The tf.Transform preprocessing, the Trainer's input pipeline and the serving client import these.
+The Trainer's tf.data pipeline and both serving signatures use these functions, so training,
+evaluation and serving see the same pixels:
+
+  [L] JPEG strings (the Transform's fixed temporal cover of a video)
+    -> T consecutive frames: a random offset in training, the centre clip in evaluation
+    -> one crop window for all frames: random resized crop in training, centre square in
+       evaluation; only that window is decoded (tf.io.decode_and_crop_jpeg)
+    -> bilinear resize to S x S, uint8 [T, S, S, 3] until the model, which normalises it.
 """
 
 from __future__ import annotations
@@ -19,3 +26,85 @@ def normalize(frames: tf.Tensor) -> tf.Tensor:
         raise ValueError(f"normalize expects RGB frames [..., 3]; got shape {frames.shape}")
     frames = tf.cast(frames, tf.float32)
     return (frames - tf.constant(MEAN_RGB, tf.float32)) / tf.constant(STD_RGB, tf.float32)
+
+
+def clip_offset(num_frames, clip_frames: int, training: bool) -> tf.Tensor:
+    """First index of T=clip_frames consecutive frames among num_frames: random or centre."""
+    slack = tf.maximum(tf.cast(num_frames, tf.int32) - clip_frames, 0)
+    if training:
+        return tf.random.uniform([], 0, slack + 1, dtype=tf.int32)
+    return slack // 2
+
+
+def centre_window(height, width) -> tf.Tensor:
+    """[y, x, h, w] of the centred square of side min(height, width): resizing it to S is
+    mmaction's evaluation Resize(short side) + CenterCrop(S)."""
+    side = tf.minimum(height, width)
+    return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
+
+
+def random_window(height, width, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3)):
+    """[y, x, h, w] of a random resized crop (Inception-style), one window for a whole clip."""
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.stack([height, width, 3]),
+        bounding_boxes=tf.zeros([1, 0, 4]),
+        area_range=area_range,
+        aspect_ratio_range=aspect_range,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def resize_uint8(frames: tf.Tensor, size: int) -> tf.Tensor:
+    """[..., H, W, 3] -> uint8 [..., size, size, 3], bilinear, rounded."""
+    resized = tf.image.resize(frames, [size, size], method="bilinear")
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+
+def decode_window(jpegs: tf.Tensor, window: tf.Tensor, size: int) -> tf.Tensor:
+    """[T] JPEG strings, one [y, x, h, w] window -> uint8 [T, size, size, 3]."""
+    frames = tf.map_fn(
+        lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
+        jpegs,
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+    )
+    return resize_uint8(frames, size)
+
+
+def jpeg_clip(
+    jpegs: tf.Tensor,
+    clip_frames: int,
+    size: int,
+    training: bool = False,
+    area_range=(0.08, 1.0),
+    flip: bool = False,
+) -> tf.Tensor:
+    """[L] JPEG strings of one video -> uint8 [clip_frames, size, size, 3].
+
+    Evaluation (training=False): the centre clip and the centre square. Training: a random
+    temporal offset, a random resized crop and, if flip, a random horizontal flip.
+    """
+    jpegs = tf.convert_to_tensor(jpegs)
+    start = clip_offset(tf.shape(jpegs)[0], clip_frames, training)
+    jpegs = jpegs[start : start + clip_frames]
+    shape = tf.image.extract_jpeg_shape(jpegs[0])
+    if training:
+        window = random_window(shape[0], shape[1], area_range)
+    else:
+        window = centre_window(shape[0], shape[1])
+    clip = decode_window(jpegs, window, size)
+    if training and flip:
+        clip = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(clip, [2]), lambda: clip)
+    return tf.ensure_shape(clip, [clip_frames, size, size, 3])
+
+
+def frames_clip(frames: tf.Tensor, size: int) -> tf.Tensor:
+    """Decoded uint8 clips [B, T, H, W, 3] -> the evaluation crop, uint8 [B, T, size, size, 3].
+
+    The same centre window and resize as jpeg_clip(training=False), on frames already sampled.
+    """
+    shape = tf.shape(frames)
+    y, x, h, w = tf.unstack(centre_window(shape[2], shape[3]))
+    window = tf.reshape(frames[:, :, y : y + h, x : x + w], [-1, h, w, 3])
+    return tf.reshape(resize_uint8(window, size), [shape[0], shape[1], size, size, 3])

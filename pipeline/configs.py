@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from data.ingest import IngestOptions
+from model.train import TrainOptions
 
 PIPELINE_NAME = "video-swin-tfx"  # [a-z0-9][a-z0-9-]{0,127}: valid for Kubeflow too
 
@@ -35,4 +36,34 @@ SYNTHETIC_SCHEMA = os.path.join(SCHEMA_DIR, "synthetic", "schema.pbtxt")
 # e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
-# Later stages (Transform, Trainer, Evaluator, Pusher) add their settings below.
+# Transform and Trainer: dotted paths (no module_file: nothing is pip-installed at run time).
+PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
+RUN_FN = "model.train.run_fn"
+# Real data: Video Swin's recipe, Swin-T at 32x224 (model/train.py has every default).
+TRAIN_OPTIONS = TrainOptions()
+# The embedded set: a tiny Video Swin from scratch on 8 frames of 32x32, minutes on a CPU. No
+# flips (ShiftLeft <-> ShiftRight) and mild crops (the square must stay in view).
+SYNTHETIC_TRAIN_OPTIONS = TrainOptions(
+    variant="tiny_w4",
+    clip_frames=8,
+    sampled_frames=16,
+    image_size=32,
+    batch_size=16,
+    epochs=8,
+    learning_rate=2e-3,
+    backbone_lr_multiplier=1.0,
+    warmup_epochs=1.0,
+    drop_path_rate=0.0,
+    min_crop_area=0.6,
+    flip=False,
+    shuffle_buffer=512,
+)
+
+# Evaluator: a model is blessed when its top-1 accuracy on the eval split (overall, not per
+# class) reaches MIN_ACCURACY and does not fall below the last blessed model's.
+MIN_ACCURACY = 0.5
+SYNTHETIC_MIN_ACCURACY = 0.9
+
+# Pusher: blessed models go to <SERVING_DIR>/<MODEL_NAME>/<version>/, TF Serving's layout.
+SERVING_DIR = os.path.join(OUTPUT_DIR, "serving")
+MODEL_NAME = "video_swin"

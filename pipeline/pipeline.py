@@ -1,4 +1,10 @@
-"""The one pipeline definition, used by local_runner.py and kubeflow_runner.py."""
+"""The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
+
+VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> Transform -> Trainer
+-> Evaluator -> Pusher, with the latest blessed model resolved as the Trainer's base_model and
+the Evaluator's baseline (a scheduled retraining run continues from, and must beat, the model
+being served).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,29 @@ from tfx import v1 as tfx
 
 from components.video_example_gen import VideoExampleGen
 from data.ingest import IngestOptions
+from model import preprocessing, train
+from pipeline import configs, evaluation
 
 
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
     data_root: str,
+    serving_dir: str,
     ucf_split: int = 1,
     ingest_options: IngestOptions | None = None,
+    train_options: train.TrainOptions | None = None,
+    min_accuracy: float = configs.MIN_ACCURACY,
     schema_path: str | None = None,
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator.
-
-    schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
+    """schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
     this data (SchemaGen), which can then only flag problems inside this one data set.
+    serving_dir: where blessed models are pushed, as <serving_dir>/<version>/.
     """
+    train_options = train_options or train.TrainOptions()
     example_gen = VideoExampleGen(input_base=data_root, ucf_split=ucf_split, options=ingest_options)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if schema_path:
@@ -35,10 +46,56 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config={preprocessing.SAMPLED_FRAMES_KEY: train_options.sampled_frames},
+        disable_statistics=True,  # statistics of JPEG strings say nothing
+    )
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        base_model=latest_blessed.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={train.OPTIONS_KEY: train_options.to_json()},
+    )
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed.outputs["model"],
+        example_splits=["eval"],
+        eval_config=evaluation.eval_config(min_accuracy),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)
+        ),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            latest_blessed,
+            trainer,
+            evaluator,
+            pusher,
+        ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

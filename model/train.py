@@ -1,0 +1,445 @@
+"""The Trainer: options, input pipeline, distribution strategy, optimisation and `run_fn`.
+
+    Trainer(run_fn="model.train.run_fn", custom_config={"options": TrainOptions(...).to_json()})
+
+The 2022 port's "MirroredStrategy fails after the first epoch" came from a finite dataset plus
+steps_per_epoch (tf_keras makes a new iterator each epoch only when the two agree). Here, as in
+TFX's own examples, training data repeats (steps_per_epoch = examples // global batch, so every
+epoch sees as many clips as the split holds) and evaluation data is one finite pass with
+validation_steps=None, a fresh iterator every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from data import features as F
+from model import clip as clip_lib
+from model import preprocessing
+from model.video_swin import build_classifier
+
+OPTIONS_KEY = "options"  # the Trainer's custom_config key
+HISTORY_FILE = "history.json"  # per-epoch metrics, in the model run directory
+BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run directory
+
+
+def _option(default, help_text):
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything the Trainer is told; recorded in ML Metadata as the Trainer's custom_config.
+
+    Defaults are Video Swin's recipe for real data (Swin-T, 32 frames at 224, AdamW lr 1e-3
+    with backbone 0.1x, weight decay 0.05, 2.5 warm-up epochs then cosine, label smoothing).
+    """
+
+    variant: str = _option("swin_t", "Video Swin variant (model/video_swin/config.py)")
+    clip_frames: int = _option(32, "T: frames per clip the model sees")
+    sampled_frames: int = _option(64, "L: the Transform's temporal cover, T of them per clip")
+    image_size: int = _option(224, "S: crop size")
+    batch_size: int = _option(8, "clips per replica; global batch = this x replicas")
+    epochs: int = _option(30, "passes over the training split")
+    learning_rate: float = _option(1e-3, "peak learning rate of the head")
+    backbone_lr_multiplier: float = _option(0.1, "backbone learning rate = this x the head's")
+    weight_decay: float = _option(0.05, "AdamW's decoupled weight decay (not on norms, biases tables)")
+    warmup_epochs: float = _option(2.5, "linear warm-up, then cosine decay to 0")
+    label_smoothing: float = _option(0.1, "cross-entropy label smoothing")
+    clip_norm: float = _option(1.0, "global gradient-norm clipping per parameter group (0: off)")
+    drop_path_rate: float = _option(-1.0, "stochastic depth (-1: the variant's)")
+    min_crop_area: float = _option(0.08, "random resized crop: smallest area fraction")
+    flip: bool = _option(True, "random horizontal flips (off where a flip changes the label)")
+    precision: str = _option("float32", "float32 or mixed_bfloat16")
+    recompute: bool = _option(False, "recompute block activations in the backward pass")
+    jit_compile: bool = _option(False, "XLA-compile the train step (slower on CPU)")
+    strategy: str = _option("auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker")
+    shuffle_buffer: int = _option(256, "examples (whole videos) in the shuffle buffer")
+    checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
+    pretrained: str = _option("", "official .pth or `python -m model.convert` directory")
+    serving_chunk: int = _option(8, "clips decoded and classified at a time when serving")
+
+    def __post_init__(self):
+        if self.clip_frames > self.sampled_frames:
+            raise ValueError(
+                f"clip_frames {self.clip_frames} > sampled_frames {self.sampled_frames}"
+            )
+        if self.precision not in ("float32", "mixed_bfloat16"):
+            raise ValueError(f"precision must be float32 or mixed_bfloat16, got {self.precision!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainOptions:
+        return cls(**json.loads(text))
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        return (self.clip_frames, self.image_size, self.image_size, 3)
+
+
+# ---------------------------------------------------------------- distribution
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several tasks, else MirroredStrategy
+    over the local devices (all GPUs, or the CPU)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    tasks = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
+    if name == "multi_worker" or (name == "auto" and tasks > 1):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name in ("auto", "mirrored"):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        raise ValueError(f"unknown strategy {name!r}: auto, mirrored or multi_worker")
+    devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
+    logging.info(
+        "%s with %d replica(s); local devices: %s",
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        ", ".join(devices),
+    )
+    return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+# ---------------------------------------------------------------- input pipeline
+
+
+def read_class_names(tf_transform_output) -> list[str]:
+    """The Transform's class vocabulary in label order; a missing label is an error."""
+    keys = [k.decode() if isinstance(k, bytes) else k for k in
+            tf_transform_output.vocabulary_by_name(preprocessing.CLASSES_VOCABULARY)]
+    pairs = sorted(preprocessing.parse_class_key(k) for k in keys)
+    labels = [label for label, _ in pairs]
+    if labels != list(range(len(labels))):
+        raise ValueError(
+            f"the training split's labels must be 0..K-1, each with one name; got {pairs}"
+        )
+    return [name for _, name in pairs]
+
+
+def _files(patterns) -> list[str]:
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {patterns}")
+    return files
+
+
+class DataError(ValueError):
+    """Transformed examples that cannot be trained on; the message names the videos."""
+
+
+def scan_labels(patterns, num_classes: int) -> int:
+    """Counts the examples; raises DataError naming every video whose label is unknown.
+
+    One read of the split that parses only `label` and `video_id` (no JPEG is decoded).
+    """
+    spec = {
+        F.LABEL: tf.io.FixedLenFeature([], tf.int64),
+        F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
+    }
+    dataset = (
+        tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
+        .batch(1024)
+        .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    )
+    count, bad = 0, []
+    for batch in dataset.as_numpy_iterator():
+        labels = batch[F.LABEL]
+        count += len(labels)
+        wrong = (labels < 0) | (labels >= num_classes)
+        bad += [v.decode() for v in batch[F.VIDEO_ID][wrong]]
+    if bad:
+        raise DataError(
+            f"{len(bad)} example(s) in {patterns} have a label/label_name pair that is not one of "
+            f"the training split's {num_classes} classes: {', '.join(bad[:10])}"
+            f"{' ...' if len(bad) > 10 else ''}"
+        )
+    return count
+
+
+def _complete_jpegs(example) -> tf.Tensor:
+    """False (and a message naming the video) when a frame lacks JPEG's start or end marker:
+    cut or damaged data is skipped, not a bare decode error deep inside fit()."""
+    jpegs = example[preprocessing.CLIP]
+    ok = tf.reduce_all(
+        (tf.strings.substr(jpegs, 0, 2) == b"\xff\xd8")
+        & (tf.strings.substr(jpegs, -2, 2) == b"\xff\xd9")
+    )
+
+    def report():
+        message = tf.print(
+            "skipping", example[F.VIDEO_ID], ": a frame is not a complete JPEG",
+            output_stream=sys.stderr,
+        )
+        with tf.control_dependencies([message]):
+            return tf.identity(ok)
+
+    return tf.cond(ok, lambda: ok, report)
+
+
+def make_dataset(
+    patterns,
+    feature_spec: dict,
+    options: TrainOptions,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Transformed examples -> (uint8 clips [B, T, S, S, 3], one-hot labels [B, K]).
+
+    Training: this input pipeline's shard of the records, shuffled and repeated, random clips,
+    full batches only. Evaluation: one deterministic pass, centre clips, the last batch partial.
+    """
+    files = _files(patterns)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        dataset = dataset.shuffle(len(files))
+    dataset = dataset.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+        cycle_length=min(len(files), 4),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not training,
+    )
+    if training and input_context and input_context.num_input_pipelines > 1:
+        # Shard records before decoding: each worker decodes only its own clips.
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        dataset = dataset.shuffle(options.shuffle_buffer).repeat()
+    dataset = dataset.map(
+        lambda r: tf.io.parse_single_example(r, feature_spec), num_parallel_calls=tf.data.AUTOTUNE
+    ).filter(_complete_jpegs)
+
+    def to_inputs(example):
+        clip = clip_lib.jpeg_clip(
+            example[preprocessing.CLIP],
+            options.clip_frames,
+            options.image_size,
+            training=training,
+            area_range=(options.min_crop_area, 1.0),
+            flip=options.flip,
+        )
+        return clip, tf.one_hot(example[F.LABEL], num_classes)
+
+    dataset = dataset.map(
+        to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if not training:
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(opts)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- model and optimisation
+
+
+class VideoClassifier(keras.Model):
+    """uint8 clips [B, T, S, S, 3] -> logits [B, K]: normalises, then the Video Swin classifier.
+
+    Two AdamW optimizers with one schedule shape: `optimizer` for the head, `backbone_optimizer`
+    for the backbone at backbone_lr_multiplier x the rate (the official fine-tuning recipe).
+    """
+
+    def __init__(self, classifier: keras.Model, **kwargs):
+        inputs = keras.Input(classifier.input_shape[1:], dtype=tf.uint8, name="clips")
+        outputs = classifier(keras.layers.Lambda(clip_lib.normalize, name="normalize")(inputs))
+        super().__init__(inputs, outputs, **kwargs)
+        self.classifier = classifier
+        self.backbone_optimizer = None
+
+    def _groups(self):
+        return (
+            self.classifier.get_layer("backbone").trainable_variables,
+            self.classifier.get_layer("head").trainable_variables,
+        )
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred)
+        backbone, head = self._groups()
+        grads = tape.gradient(loss, backbone + head)
+        self.backbone_optimizer.apply_gradients(zip(grads[: len(backbone)], backbone))
+        self.optimizer.apply_gradients(zip(grads[len(backbone) :], head))
+        return self.compute_metrics(x, y, y_pred, None)
+
+
+def make_optimizer(options: TrainOptions, peak: float, steps_per_epoch: int):
+    """AdamW on a linear warm-up + cosine decay schedule (Keras' own)."""
+    total = max(1, options.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(round(options.warmup_epochs * steps_per_epoch)))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=total - warmup,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=options.weight_decay,
+        global_clipnorm=options.clip_norm or None,
+    )
+    # The official recipe decays no norm, bias-table or bias parameter.
+    optimizer.exclude_from_weight_decay(
+        var_names=["norm", "relative_position_bias_table", "bias"]
+    )
+    return optimizer
+
+
+def build_model(options: TrainOptions, num_classes: int, steps_per_epoch: int) -> VideoClassifier:
+    """The compiled training model (call inside the strategy's scope)."""
+    keras.mixed_precision.set_global_policy(options.precision)
+    classifier = build_classifier(
+        options.variant,
+        num_classes,
+        options.clip_shape,
+        recompute=options.recompute,
+        drop_path_rate=None if options.drop_path_rate < 0 else options.drop_path_rate,
+    )
+    model = VideoClassifier(classifier, name=f"video_swin_{options.variant}_clips")
+    k = min(5, num_classes)
+    model.compile(
+        optimizer=make_optimizer(options, options.learning_rate, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=options.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"),
+        ],
+        jit_compile=options.jit_compile,
+    )
+    model.backbone_optimizer = make_optimizer(
+        options, options.learning_rate * options.backbone_lr_multiplier, steps_per_epoch
+    )
+    return model
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: VideoClassifier
+    history: dict[str, list[float]]
+    class_names: list[str]
+    steps_per_epoch: int
+    train_examples: int
+
+
+def train(
+    options: TrainOptions,
+    train_files,
+    eval_files,
+    tf_transform_output,
+    run_dir: str,
+    strategy: tf.distribute.Strategy | None = None,
+    initialize=None,
+) -> TrainResult:
+    """Fits the model; `initialize(classifier)` sets starting weights (the warm start)."""
+    strategy = strategy or make_strategy(options.strategy)
+    class_names = read_class_names(tf_transform_output)
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    train_examples = scan_labels(train_files, len(class_names))
+    eval_examples = scan_labels(eval_files, len(class_names))
+    global_batch = options.batch_size * strategy.num_replicas_in_sync
+    steps_per_epoch = max(1, train_examples // global_batch)
+    logging.info(
+        "training on %d clips (evaluating on %d), %d classes: %d epochs x %d steps of %d clips "
+        "(%d per replica)",
+        train_examples, eval_examples, len(class_names), options.epochs, steps_per_epoch, global_batch,
+        options.batch_size,
+    )
+    with strategy.scope():
+        model = build_model(options, len(class_names), steps_per_epoch)
+        if initialize is not None:
+            initialize(model.classifier)
+    train_data = strategy.distribute_datasets_from_function(
+        lambda ctx: make_dataset(
+            train_files, feature_spec, options, len(class_names),
+            ctx.get_per_replica_batch_size(global_batch), training=True, input_context=ctx,
+        )
+    )
+    eval_data = make_dataset(
+        eval_files, feature_spec, options, len(class_names), global_batch, training=False
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, BACKUP_DIR),
+            save_freq=options.checkpoint_every or "epoch",
+            delete_checkpoint=False,
+        ),
+        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+    ]
+    history = model.fit(
+        train_data,
+        epochs=options.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=eval_data,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    logs = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return TrainResult(model, logs, class_names, steps_per_epoch, train_examples)
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor): train, then export the serving model."""
+    import tensorflow_transform as tft
+
+    from model import export
+
+    options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    strategy = make_strategy(options.strategy)
+    result = train(
+        options,
+        fn_args.train_files,
+        fn_args.eval_files,
+        tf_transform_output,
+        fn_args.model_run_dir,
+        strategy,
+    )
+    chief = is_chief(strategy)
+    if chief:
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+            json.dump(result.history, f, indent=1)
+    # Every worker saves (collective ops need all of them); only the chief's copy is the model.
+    export_dir = fn_args.serving_model_dir if chief else os.path.join(
+        fn_args.model_run_dir, f"worker-export-{strategy.cluster_resolver.task_id}"
+    )
+    module = export.ServingModel(
+        result.model.classifier,
+        tf_transform_output.transform_features_layer(),
+        result.class_names,
+        options.clip_frames,
+        options.image_size,
+        options.serving_chunk,
+    )
+    export.save(module, export_dir)
+    logging.info("exported the serving model to %s", export_dir)
+
