@@ -38,6 +38,14 @@ def model_base_dir(exported_models, tmp_path_factory) -> str:
     return str(base)
 
 
+@pytest.fixture(scope="session")
+def in_process(model_base_dir):
+    """Version 1 loaded in the test process: the reference the server's answers must equal."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(os.path.join(model_base_dir, "1"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

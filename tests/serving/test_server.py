@@ -16,12 +16,6 @@ FRAMES = 8  # the contract model's T
 
 
 @pytest.fixture(scope="module")
-def in_process(model_base_dir):
-    """The same version loaded here: the reference the server's answers must equal."""
-    return tf.saved_model.load(f"{model_base_dir}/1")
-
-
-@pytest.fixture(scope="module")
 def examples() -> list[bytes]:
     """Two serialized examples (`frames` only) of different classes, 40 and 12 frames."""
     out = []
