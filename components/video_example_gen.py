@@ -23,6 +23,11 @@ from tfx.types.component_spec import ExecutionParameter
 from data import ingest, ucf101
 
 UCF_SPLIT_KEY = "ucf_split"
+# The input splits only feed the driver's fingerprint (size and mtime of every file matched, so
+# caching reuses an ExampleGen only while its data is unchanged); the listing decides which
+# video goes where. Together they match every file one and two folders down: class folders'
+# videos and UCF101's lists (*/*), UCF101's videos (*/*/*). The names must be the output splits'.
+FINGERPRINT_PATTERNS = ("*/*", "*/*/*")
 INGEST_OPTIONS_KEY = "ingest_options"
 
 
@@ -93,10 +98,11 @@ class VideoExampleGen(FileBasedExampleGen):
     ):
         if ucf_split not in (1, 2, 3):
             raise ValueError(f"ucf_split must be 1, 2 or 3, got {ucf_split}")
-        # Two input splits named like the outputs: the pattern only feeds the driver's
-        # fingerprint; which video goes where is decided by the listing.
         input_config = example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name=s, pattern="*") for s in ucf101.SPLITS]
+            splits=[
+                example_gen_pb2.Input.Split(name=s, pattern=p)
+                for s, p in zip(ucf101.SPLITS, FINGERPRINT_PATTERNS, strict=True)
+            ]
         )
         spec = VideoExampleGenSpec(
             input_base=input_base,

@@ -188,6 +188,15 @@ def list_folders(videos_dir: str, eval_fraction: float = 0.3) -> VideoListing:
     return VideoListing(class_names, tuple(records), "folders")
 
 
+def class_index_of(data_root: str) -> tuple[str, ...] | None:
+    """The class names of a UCF101-layout root's classInd.txt; None for a folder-per-class set.
+
+    A runner compares them with the official list to pick UCF101's curated schema.
+    """
+    _, lists_dir = find_layout(data_root)
+    return read_class_index(posixpath.join(lists_dir, "classInd.txt")) if lists_dir else None
+
+
 def list_videos(data_root: str, split: int = 1, eval_fraction: float = 0.3) -> VideoListing:
     """Every video under `data_root`: by UCF101's lists when present, else by class folders."""
     videos_dir, lists_dir = find_layout(data_root)

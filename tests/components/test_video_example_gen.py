@@ -2,13 +2,16 @@
 
 import json
 
+import numpy as np
 import pytest
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.video_example_gen import Executor, VideoExampleGen
-from data import ingest, ucf101
+from data import ingest, synthetic, ucf101
 from tests.data.test_ingest import IN_PROCESS, read_examples, value
 
 pytestmark = pytest.mark.slow  # runs TFX components
@@ -60,3 +63,37 @@ def test_component_records_its_settings():
     assert ingest.IngestOptions.from_json(props["ingest_options"]) == options
     with pytest.raises(ValueError, match="ucf_split"):
         VideoExampleGen(input_base="/data/ucf", ucf_split=4)
+
+
+def _fingerprint(component) -> str:
+    """What TFX's file-based drivers (LocalDagRunner's and Kubeflow V2's) compute for caching."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(component.exec_properties["input_config"], input_config)
+    fingerprint, _, _ = example_gen_utils.calculate_splits_fingerprint_span_and_version(
+        component.exec_properties["input_base"], input_config.splits
+    )
+    return fingerprint
+
+
+@pytest.mark.parametrize("videos_dir", ["UCF-101", "."])  # UCF101 layout, folder-per-class
+def test_changing_one_video_inside_a_class_folder_changes_the_fingerprint(tmp_path, videos_dir):
+    root = tmp_path / "data"
+    frames = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
+    for name in ("Wave", "Clap"):
+        (root / videos_dir / name).mkdir(parents=True)
+        for clip in (1, 2):
+            path = root / videos_dir / name / f"v_{name}_g01_c0{clip}.avi"
+            synthetic.write_video(path, frames[: 3 + clip], fps=25)
+    component = VideoExampleGen(input_base=str(root))
+    before = _fingerprint(component)
+    top_level_only = example_gen_utils.calculate_splits_fingerprint_span_and_version(
+        str(root), [example_gen_pb2.Input.Split(name="all", pattern="*")]
+    )
+    # The same file, re-encoded in place: its folders' listings and times stay as they were.
+    synthetic.write_video(root / videos_dir / "Clap" / "v_Clap_g01_c01.avi", frames, fps=25)
+    assert _fingerprint(component) != before
+    assert _fingerprint(VideoExampleGen(input_base=str(root))) == _fingerprint(component)
+    if videos_dir != ".":  # what a top-level pattern (the old fingerprint) would have seen
+        assert top_level_only == example_gen_utils.calculate_splits_fingerprint_span_and_version(
+            str(root), [example_gen_pb2.Input.Split(name="all", pattern="*")]
+        )

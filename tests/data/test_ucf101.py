@@ -1,6 +1,7 @@
 """Listing UCF101 by its list files, and folder-per-class sets by group hash."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,38 @@ def test_not_a_data_root(tmp_path):
         ucf101.list_videos(str(tmp_path / "nowhere"))
     with pytest.raises(ucf101.DataLayoutError, match="no class folders"):
         ucf101.list_videos(str(tmp_path))
+
+
+UCF101_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "pipeline" / "schema" / "ucf101"
+
+
+def test_official_class_list_and_curated_schema_agree():
+    """101 classes in classInd order (case-insensitive alphabetical, as UCF101 ships it), and
+    the schema's label range, label_name domain and frame bounds match them and the ingest."""
+    from tfx.utils import io_utils
+
+    from data import features as F
+    from data import ingest
+
+    classes = ucf101.read_class_index(str(UCF101_SCHEMA_DIR / "classInd.txt"))
+    assert len(classes) == len(set(classes)) == 101
+    assert classes[0] == "ApplyEyeMakeup" and classes[36] == "HandstandPushups"
+    assert classes[-1] == "YoYo" and list(classes) == sorted(classes, key=str.lower)
+    schema = io_utils.SchemaReader().read(str(UCF101_SCHEMA_DIR / "schema.pbtxt"))
+    features = {f.name: f for f in schema.feature}
+    names = {v for k, v in vars(F).items() if k.isupper() and isinstance(v, str)}
+    assert set(features) == names  # every stored feature, nothing else
+    assert (features[F.LABEL].int_domain.min, features[F.LABEL].int_domain.max) == (0, 100)
+    (domain,) = [d for d in schema.string_domain if d.name == F.LABEL_NAME]
+    assert tuple(domain.value) == classes
+    max_frames = ingest.IngestOptions().max_frames  # the real-data defaults
+    assert features[F.NUM_FRAMES].int_domain.max == max_frames
+    assert features[F.FRAMES].value_count.max == max_frames
+    assert features[F.FRAMES].value_count.min == features[F.NUM_FRAMES].int_domain.min
+    assert all(f.presence.min_fraction == 1.0 for f in schema.feature)
+
+
+def test_class_index_of_tells_ucf101_roots_from_folder_sets(synthetic_root, tmp_path):
+    assert ucf101.class_index_of(str(synthetic_root)) == SPEC.classes
+    (tmp_path / "Wave").mkdir()
+    assert ucf101.class_index_of(str(tmp_path)) is None
