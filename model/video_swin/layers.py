@@ -143,36 +143,38 @@ class WindowAttention3D(Layer):
         The [B, nW, heads, N, N] logits are computed in groups of windows: that tensor is
         memory-bound (add, softmax; ~0.6 MB per window and head at N=392), and groups that stay
         in cache were ~1.7x faster on CPU than one pass over the whole tensor (stage-1 shapes).
+        The groups come from ONE tf.split of the qkv rows: its gradient is one concat, where a
+        slice per group (q[:, start:stop]) has a gradient the size of the whole tensor per group
+        (StridedSliceGrad + AddN, quadratic in the number of windows).
         """
         n, c, heads = x.shape[1], self.dim, self.num_heads
         qkv = tf.reshape(_dense_rows(self.qkv, x), [-1, num_windows, n, 3, heads, c // heads])
-        # [3, B, nW, heads, N, hd]; q, k, v each [B, nW, heads, N, hd].
-        q, k, v = tf.unstack(tf.transpose(qkv, [3, 0, 1, 4, 2, 5]))
-        q = q * tf.cast(self.scale, q.dtype)
         bias = self.relative_position_bias(window)  # [heads, N, N]
         if region is not None:
             region = tf.constant(region)
             mask = tf.where(region[:, None, :] != region[:, :, None], -100.0, 0.0)  # [nW, N, N]
         group = max(1, _ATTENTION_GROUP_ELEMENTS // (heads * n * n))
-        outs = []
-        for start in range(0, num_windows, group):
-            stop = min(start + group, num_windows)
+        sizes = [min(group, num_windows - s) for s in range(0, num_windows, group)]
+        parts = tf.split(qkv, sizes, axis=1) if len(sizes) > 1 else [qkv]
+        outs, start = [], 0
+        for part, size in zip(parts, sizes, strict=True):
             # Bias and mask as one [g, heads, N, N] (or [heads, N, N]) term: one add on the logits.
-            bias_mask = bias if region is None else bias + mask[start:stop, None]
-            outs.append(
-                self._attend(q[:, start:stop], k[:, start:stop], v[:, start:stop], bias_mask)
-            )
-        out = outs[0] if len(outs) == 1 else tf.concat(outs, axis=1)  # [B, nW, heads, N, hd]
-        out = tf.transpose(out, [0, 1, 3, 2, 4])
+            bias_mask = bias if region is None else bias + mask[start : start + size, None]
+            outs.append(self._attend(part, bias_mask))
+            start += size
+        out = outs[0] if len(outs) == 1 else tf.concat(outs, axis=1)  # [B, nW, N, heads, hd]
         return _dense_rows(self.proj, tf.reshape(out, [-1, n, c]))
 
-    @staticmethod
-    def _attend(q, k, v, bias_mask):
-        """softmax(q k^T + bias_mask) v for [B, g, heads, N, hd] q, k, v."""
+    def _attend(self, qkv, bias_mask):
+        """[B, g, N, 3, heads, hd] qkv rows -> [B, g, N, heads, hd] softmax(q k^T + bias_mask) v."""
+        # [3, B, g, heads, N, hd]; q, k, v each [B, g, heads, N, hd].
+        q, k, v = tf.unstack(tf.transpose(qkv, [3, 0, 1, 4, 2, 5]))
+        q = q * tf.cast(self.scale, q.dtype)
         # Bias, mask and softmax in float32: -100 and the bias are exact there, and fp16/bf16
         # logits would lose the small bias differences.
         attn = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) + bias_mask
-        return tf.matmul(tf.cast(tf.nn.softmax(attn, axis=-1), v.dtype), v)
+        out = tf.matmul(tf.cast(tf.nn.softmax(attn, axis=-1), v.dtype), v)
+        return tf.transpose(out, [0, 1, 3, 2, 4])
 
 
 class Mlp(Layer):
