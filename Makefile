@@ -41,7 +41,7 @@ $(TEST_STAMP): $(RUN_STAMP)
 lock:  ## Re-derive requirements.lock from pyproject.toml: the only command that resolves.
 	UV=$(UV) tools/lock.sh
 
-run: setup  ## The project's main job on the embedded default data set.
+run: setup  ## The main job: train, evaluate, bless and push on the embedded set (--verbose: all logs).
 	$(PY) local_runner.py
 
 test: setup-test  ## The whole test suite.

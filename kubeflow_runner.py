@@ -16,7 +16,7 @@ import argparse  # noqa: E402
 
 from tfx import v1 as tfx  # noqa: E402
 
-from pipeline import configs  # noqa: E402
+from pipeline import cli, configs  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 
@@ -29,10 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--pipeline-root", required=True, help="artifact root, e.g. gs://bucket/tfx"
     )
     parser.add_argument("--data-root", required=True, help="UCF101 or folder-per-class videos")
-    parser.add_argument("--ucf-split", type=int, default=configs.UCF_SPLIT, choices=(1, 2, 3))
     parser.add_argument(
-        "--schema", help="curated schema.pbtxt, a path inside the image or on GCS (default: infer)"
+        "--serving-dir",
+        help="where blessed models are pushed (default: <pipeline-root>/serving), e.g. the "
+        "bucket TF Serving or KServe reads",
     )
+    cli.add_pipeline_flags(parser)
     parser.add_argument(
         "--beam-pipeline-args",
         default=" ".join(configs.BEAM_PIPELINE_ARGS),
@@ -50,12 +52,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the KFP v2 pipeline spec to args.output and returns its path."""
+    serving_dir = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
-        ucf_split=args.ucf_split,
+        serving_dir=f"{serving_dir.rstrip('/')}/{args.model_name}",
+        ucf_split=args.split,
         ingest_options=configs.INGEST_OPTIONS,
+        train_options=cli.train_options(configs.TRAIN_OPTIONS, args),
+        min_accuracy=configs.MIN_ACCURACY if args.min_accuracy is None else args.min_accuracy,
         schema_path=args.schema,
         beam_pipeline_args=args.beam_pipeline_args.split(),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from data.ingest import IngestOptions
-from model.train import TrainOptions
+from model.options import TrainOptions
 
 PIPELINE_NAME = "video-swin-tfx"  # [a-z0-9][a-z0-9-]{0,127}: valid for Kubeflow too
 
@@ -49,8 +49,9 @@ SYNTHETIC_TRAIN_OPTIONS = TrainOptions(
     sampled_frames=16,
     image_size=32,
     batch_size=16,
-    epochs=8,
-    learning_rate=2e-3,
+    epochs=15,
+    learning_rate=1e-3,
+    label_smoothing=0.0,
     backbone_lr_multiplier=1.0,
     warmup_epochs=1.0,
     drop_path_rate=0.0,

@@ -29,7 +29,7 @@ def _compile(tmp_path, filename, *extra):
 
 
 def test_compiles_a_kfp_v2_pipeline_spec(tmp_path):
-    job = json.loads(_compile(tmp_path, "pipeline.json", "--ucf-split", "2").read_text())
+    job = json.loads(_compile(tmp_path, "pipeline.json", "--split", "2").read_text())
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     assert spec.pipeline_info.name == "video-swin-tfx"
     assert set(spec.root.dag.tasks) == {
@@ -37,11 +37,24 @@ def test_compiles_a_kfp_v2_pipeline_spec(tmp_path):
         "StatisticsGen",
         "SchemaGen",
         "ExampleValidator",
+        "Transform",
+        # KFP v2 runs the latest-blessed-model Resolver as two resolver tasks.
+        "latest_blessed_model_resolver-model-blessing-resolver",
+        "latest_blessed_model_resolver-model-resolver",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
     }
     # Validation consumes ExampleGen's output: the DAG is wired, not four islands.
     assert "VideoExampleGen" in spec.root.dag.tasks["StatisticsGen"].dependent_tasks
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
+    # Every component runs in the image; the resolvers are KFP's own (no container).
+    containers = [e["container"] for e in executors.values() if "container" in e]
+    assert len(containers) == 8 and {c["image"] for c in containers} == {IMAGE}
+    assert {k for k, e in executors.items() if "container" not in e} == {
+        "latest_blessed_model_resolver-model-blessing-resolver_executor",
+        "latest_blessed_model_resolver-model-resolver_executor",
+    }
     example_gen_args = executors["VideoExampleGen_executor"]["container"]["args"]
     assert "components.video_example_gen.Executor" in example_gen_args
     assert "--direct_running_mode=multi_processing" in example_gen_args

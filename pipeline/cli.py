@@ -1,0 +1,38 @@
+"""Flags both runners share: the same names for the same settings, defaults from configs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from model.options import TrainOptions
+from pipeline import configs
+
+
+def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", type=int, default=configs.UCF_SPLIT, choices=(1, 2, 3),
+                        help="UCF101's official split")
+    parser.add_argument(
+        "--schema", help="curated schema.pbtxt to validate against (default: infer, or the "
+        "embedded set's)"
+    )
+    parser.add_argument("--variant", help=f"Video Swin variant (default: {TrainOptions.variant})")
+    parser.add_argument("--pretrained", help="official .pth or a `python -m model.convert` dir")
+    parser.add_argument("--epochs", type=int, help="passes over the training split")
+    parser.add_argument("--batch-size", type=int, help="clips per replica")
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate of the head")
+    parser.add_argument("--min-accuracy", type=float, help="eval top-1 needed to bless a model")
+    parser.add_argument("--model-name", default=configs.MODEL_NAME,
+                        help="served model name: blessed models go to <serving-dir>/<model-name>/")
+
+
+def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:
+    """`base` with every training flag that was given."""
+    changes = {
+        "variant": args.variant,
+        "pretrained": args.pretrained,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+    }
+    return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})

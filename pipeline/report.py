@@ -1,0 +1,209 @@
+"""What a pipeline run did, for a person: metrics, blessing and why, where the model went, plots.
+
+Read back from ML Metadata and the artifacts the run wrote (only artifacts newer than
+`since_id`, the newest artifact id before the run started), so a run that stopped early says so
+instead of reporting an older run's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from ml_metadata.metadata_store import metadata_store
+
+from pipeline import evaluation
+
+
+@dataclasses.dataclass
+class RunReport:
+    accuracy: float | None = None
+    top_k_accuracy: float | None = None
+    eval_examples: int | None = None
+    per_class: dict[str, float] = dataclasses.field(default_factory=dict)
+    blessed: bool | None = None
+    reasons: list[str] = dataclasses.field(default_factory=list)  # why not blessed
+    has_baseline: bool = False
+    pushed_to: str | None = None
+    model_run_dir: str | None = None
+    class_names: list[str] = dataclasses.field(default_factory=list)
+    confusion: list[list[float]] | None = None  # [actual][predicted] counts
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+def _store(metadata_path: str) -> metadata_store.MetadataStore:
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(config)
+
+
+def newest_artifact_id_at(metadata_path: str) -> int:
+    """The newest artifact id in the metadata (0 before the first run)."""
+    if not os.path.exists(metadata_path):
+        return 0
+    return max((a.id for a in _store(metadata_path).get_artifacts()), default=0)
+
+
+def _newest(store, type_name: str, since_id: int):
+    artifacts = [a for a in store.get_artifacts_by_type(type_name) if a.id > since_id]
+    return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def _value(metrics: dict, name: str) -> float | None:
+    for key, value in metrics.items():
+        if key == name or key.endswith("/" + name):
+            return float(next(iter(value.values())))
+    return None
+
+
+def _read_evaluation(report: RunReport, uri: str) -> None:
+    import tensorflow_model_analysis as tfma
+
+    config = json.load(open(os.path.join(uri, "eval_config.json")))
+    names = [s.get("name", "") for s in config["evalConfig"]["modelSpecs"]]
+    candidate = "candidate" if "candidate" in names else names[0]
+    report.has_baseline = "baseline" in names
+    result = tfma.load_eval_result(uri, model_name=candidate or None)
+    for slice_key, metrics in result.slicing_metrics:
+        values = metrics[""][""]
+        if not slice_key:
+            report.accuracy = _value(values, evaluation.ACCURACY)
+            report.top_k_accuracy = _value(values, evaluation.TOP_K_ACCURACY)
+            count = _value(values, "example_count")
+            report.eval_examples = None if count is None else int(count)
+        else:
+            name = slice_key[0][1]
+            report.per_class[name.decode() if isinstance(name, bytes) else str(name)] = (
+                _value(values, evaluation.ACCURACY) or 0.0
+            )
+    for slice_key, plots in result.plots:
+        if slice_key:
+            continue
+        matrices = plots[""][""].get("multiClassConfusionMatrixAtThresholds", {})
+        for matrix in matrices.get("matrices", [])[:1]:
+            entries = matrix.get("entries", [])
+            n = 1 + max(max(e.get("actualClassId", 0), e.get("predictedClassId", 0)) for e in entries)
+            counts = [[0.0] * n for _ in range(n)]
+            for e in entries:
+                counts[e.get("actualClassId", 0)][e.get("predictedClassId", 0)] = e.get(
+                    "numWeightedExamples", 0.0
+                )
+            report.confusion = counts
+    validation = tfma.load_validation_result(uri)
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            value = failure.metric_value.double_value.value
+            threshold = failure.metric_threshold
+            if key.is_diff:
+                report.reasons.append(
+                    f"{key.name} is {value:+.3f} against the last blessed model (must not drop)"
+                )
+            elif threshold.value_threshold.HasField("lower_bound"):
+                bound = threshold.value_threshold.lower_bound.value
+                report.reasons.append(f"{key.name} {value:.3f} < the threshold {bound:.3f}")
+            else:
+                report.reasons.append(f"{key.name}: {failure.message}")
+
+
+def collect(metadata_path: str, since_id: int = 0) -> RunReport:
+    """The newest run's results from the pipeline's ML Metadata (SQLite) and artifacts."""
+    store = _store(metadata_path)
+    report = RunReport()
+    evaluation_artifact = _newest(store, "ModelEvaluation", since_id)
+    if evaluation_artifact:
+        _read_evaluation(report, evaluation_artifact.uri)
+    blessing = _newest(store, "ModelBlessing", since_id)
+    if blessing:
+        report.blessed = bool(blessing.custom_properties["blessed"].int_value)
+    pushed = _newest(store, "PushedModel", since_id)
+    if pushed and pushed.custom_properties["pushed"].int_value:
+        report.pushed_to = pushed.custom_properties["pushed_destination"].string_value
+    model_run = _newest(store, "ModelRun", since_id)
+    if model_run:
+        report.model_run_dir = model_run.uri
+        history = os.path.join(model_run.uri, "history.json")
+        if os.path.exists(history):
+            report.history = json.load(open(history))
+    transform_graph = _newest(store, "TransformGraph", since_id)
+    if transform_graph:
+        import tensorflow_transform as tft
+
+        from model import train
+
+        report.class_names = train.read_class_names(tft.TFTransformOutput(transform_graph.uri))
+    return report
+
+
+def write_plots(report: RunReport, output_dir: str) -> list[str]:
+    """training_curves.png (loss and accuracy per epoch) and confusion_matrix.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(output_dir, exist_ok=True)
+    written = []
+    if report.history.get("loss"):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        epochs = range(1, len(report.history["loss"]) + 1)
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for prefix, label in (("", "train"), ("val_", "eval")):
+                if prefix + metric in report.history:
+                    ax.plot(epochs, report.history[prefix + metric], marker="o", label=label)
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = os.path.join(output_dir, "training_curves.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    if report.confusion:
+        n = len(report.confusion)
+        names = report.class_names if len(report.class_names) == n else [str(i) for i in range(n)]
+        fig, ax = plt.subplots(figsize=(2 + 0.5 * n, 1.5 + 0.5 * n))
+        ax.imshow(report.confusion, cmap="Blues")
+        for i in range(n):
+            for j in range(n):
+                if n <= 20 and report.confusion[i][j]:
+                    ax.text(j, i, int(report.confusion[i][j]), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(n), names if n <= 30 else [""] * n, rotation=45, ha="right")
+        ax.set_yticks(range(n), names if n <= 30 else [""] * n)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+        ax.set_title("eval confusion matrix")
+        fig.tight_layout()
+        path = os.path.join(output_dir, "confusion_matrix.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def summary_lines(report: RunReport, min_accuracy: float) -> list[str]:
+    lines = []
+    if report.accuracy is None:
+        return ["No evaluation: the run stopped before the Evaluator (see the error above)."]
+    weakest = min(report.per_class.items(), key=lambda kv: kv[1], default=None)
+    lines.append(
+        f"Eval split: top-1 {report.accuracy:.3f}, top-5 {report.top_k_accuracy:.3f} "
+        f"on {report.eval_examples} clips"
+        + (f"; weakest class {weakest[0]} {weakest[1]:.2f}" if weakest else "")
+    )
+    baseline = "against the last blessed model" if report.has_baseline else "first model, no baseline"
+    if report.blessed:
+        lines.append(f"BLESSED: top-1 >= {min_accuracy:.2f} ({baseline}).")
+    else:
+        why = "; ".join(report.reasons) or "see the Evaluator's validations"
+        lines.append(f"NOT BLESSED: {why}.")
+    if report.pushed_to:
+        lines.append(f"Pushed to {report.pushed_to}")
+    else:
+        lines.append("Nothing pushed (only blessed models are).")
+    return lines
