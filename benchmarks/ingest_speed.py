@@ -1,9 +1,11 @@
 """Ingest throughput: Beam (DirectRunner, 2 worker processes) vs a plain single-process loop.
 
 Both do the same work per video: PyAV decode of every frame, JPEG encode, tf.Example
-serialisation and a GZIP TFRecord write. Beam's time includes its start-up (worker processes,
-TensorFlow import in each), so the videos are UCF101-sized (320x240, ~4 s) and numerous enough
-to amortise it. Writes benchmarks/results/ingest_speed.json and prints a table.
+serialisation and a GZIP TFRecord write. Beam's time includes its start-up (worker processes;
+they import no TensorFlow), so the videos are UCF101-sized (320x240, 12 s) and numerous enough
+to amortise it. Beside it, the size of an example under the real-data IngestOptions defaults
+(a uniform cover of the whole video, at most max_frames). Writes
+benchmarks/results/ingest_speed.json and prints a table.
 
     python -m benchmarks.ingest_speed [--quick]
 """
@@ -79,6 +81,28 @@ def plain_loop(records, output: str) -> float:
     return time.perf_counter() - start
 
 
+def default_options_examples(records) -> dict:
+    """Frames, bytes and CPU per example with IngestOptions() (what real data gets)."""
+    options = ingest.IngestOptions()
+    cpu, sizes, frames, steps = _cpu_seconds(), [], [], set()
+    for record in records:
+        clip = video.decode_video(
+            record.path, options.frame_stride, options.max_frames, options.short_side
+        )
+        sizes.append(len(ingest.to_example(record, clip, options.jpeg_quality)))
+        frames.append(len(clip.frames))
+        steps.add(round(clip.time_step, 4))
+    return {
+        "options": dataclasses.asdict(options),
+        "videos": len(records),
+        "frames_per_example": round(float(np.mean(frames)), 1),
+        "time_steps_s": sorted(steps),
+        "bytes_per_example": round(float(np.mean(sizes))),
+        "bytes_per_frame": round(sum(sizes) / sum(frames)),
+        "cpu_s_per_video": round((_cpu_seconds() - cpu) / len(records), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few small videos: a smoke run")
@@ -105,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         startup_s = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    defaults = default_options_examples(records[:10])
     videos, frames = len(records), summary.metrics["frames"]
     assert summary.metrics["videos_good"] == videos, summary
     result = {
@@ -123,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             round(loop_s / (beam_s - startup_s), 2) if beam_s > startup_s + 1 else None
         ),
         "output_bytes_per_video_gzip": round(beam_bytes / videos),
+        "default_options": defaults,
         "cpu_count": os.cpu_count(),
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
     }
@@ -140,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Beam's fixed cost {startup_s:.1f} s ({result['speedup_without_fixed_cost']}x without it); "
         f"{result['output_bytes_per_video_gzip'] / 1e3:.0f} kB per video (GZIP TFRecord). "
         f"-> {RESULTS}"
+    )
+    print(
+        f"IngestOptions() defaults: {defaults['frames_per_example']} frames at steps "
+        f"{defaults['time_steps_s']} s, {defaults['bytes_per_example'] / 1e6:.2f} MB per example, "
+        f"{defaults['cpu_s_per_video']} CPU s per video"
     )
     return 0
 
