@@ -28,6 +28,7 @@ from PIL import Image
 # slack absorbs muxers that round durations and an audio track slightly longer than the video.
 _TRUNCATION_SLACK_FRAMES = 4
 _TRUNCATION_SLACK_FRACTION = 0.05
+_MAX_SPAN = 24 * 3600  # seconds: a timestamp further from the first frame is garbage, not video
 _MKV_DURATION = re.compile(r"^(\d+):(\d\d):(\d\d(?:\.\d+)?)$")  # Matroska's per-track DURATION tag
 
 
@@ -104,6 +105,10 @@ class _TimelineSampler:
     def add(self, frame, time: Fraction) -> None:
         if self.t0 is None:
             self.t0 = time
+        if time - self.t0 > _MAX_SPAN:  # the loop below would walk a grid point at a time
+            raise VideoError(
+                f"undecodable: a timestamp {float(time - self.t0):.0f} s after the first"
+            )
         while self.last is not None and self.t0 + self._next * self.step < time:
             self._emit(self.last)  # the previous frame is still showing at this grid time
         if self.last_time is None or time >= self.last_time:
@@ -151,14 +156,16 @@ def _decode(container, frame_stride, max_frames, short_side) -> DecodedVideo:
     declared_end = _declared_end(container, stream, fps)
     data_end = sampler.last_time + 1 / fps if sampler.last is not None else None
     if declared_end is not None:
-        slack = max(_TRUNCATION_SLACK_FRAMES / fps, _TRUNCATION_SLACK_FRACTION * declared_end)
+        declared = declared_end - (sampler.t0 or 0)  # the length, for a relative slack
+        slack = max(_TRUNCATION_SLACK_FRAMES / fps, _TRUNCATION_SLACK_FRACTION * declared)
         if data_end is None or data_end < declared_end - slack:
             ends = f"ends at {float(data_end):.2f} s" if data_end is not None else "holds no frame"
             raise VideoError(
                 f"truncated: data {ends}, the container declares {float(declared_end):.2f} s"
             )
     if cut is not None:
-        raise VideoError(f"truncated: frame data cut at {float(cut.pts * stream.time_base):.2f} s")
+        at = f" at {float(cut.pts * stream.time_base):.2f} s" if cut.pts is not None else ""
+        raise VideoError(f"truncated: frame data cut{at}")
     if corrupt:
         raise VideoError(f"undecodable: corrupt frame data: {corrupt}")
     if not sampler.kept:

@@ -1,5 +1,7 @@
 """PyAV decoding, timeline sampling, truncation, resizing and JPEG encoding on real files."""
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -118,3 +120,20 @@ def test_the_same_videos_cut_in_half_are_truncated(timed_folder, tmp_path, name)
     (tmp_path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(video.VideoError, match="^truncated: data ends at"):
         video.decode_video(tmp_path / name)
+
+
+def test_a_wild_timestamp_is_an_error_not_a_day_of_frames(tmp_path):
+    """A frame stamped 25 h after the first: rejected at once, not sampled for a day."""
+    path = tmp_path / "wild.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.height = stream.width = 16
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate([0, 40, 25 * 3600 * 1000]):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 40 * i, np.uint8), "rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(video.VideoError, match=r"undecodable: a timestamp 90000 s after"):
+        video.decode_video(path)
