@@ -3,13 +3,13 @@
 Shared by the Beam ingest, the benchmark's plain loop and the serving client, so every path does
 exactly the same pixel work.
 
-Sampling follows timestamps, not packet counts: stored frame k is the frame showing at time
-start + k * time_step (start: the first frame's timestamp), so gaps in the timestamps (dropped
-frames, an AVI index with holes) and variable frame rates are filled by the frame on screen at
-each grid time, exactly as a player shows them. time_step is frame_stride / fps (fps: the
-container's average rate); when the whole video holds more than max_frames such grid points,
-time_step doubles (stride, 2 x stride, 4 x stride, ...) until they fit: the stored frames always
-cover the whole video, uniformly in time, and never exceed max_frames.
+Sampling follows timestamps (as FFmpeg's players guess them), not packet counts: stored
+frame k is the frame showing at time start + k * time_step (start: the first frame's time), so
+gaps in the timestamps (dropped frames, an AVI index with holes) and variable frame rates are
+filled by the frame on screen at each grid time, as a player shows them. time_step is
+frame_stride / fps (fps: the container's average rate); when the whole video holds more than
+max_frames such grid points, time_step doubles (stride, 2 x stride, 4 x stride, ...) until they
+fit: the stored frames always cover the whole video, uniformly in time, within max_frames.
 """
 
 from __future__ import annotations
@@ -91,6 +91,31 @@ def decode_video(
         raise VideoError(f"undecodable: {type(error).__name__}: {error}") from error
 
 
+class BestEffortTimestamp:
+    """FFmpeg's guess_correct_pts (libavcodec/decode.c), which players use for display times:
+    a decoded frame's pts, unless pts have gone backwards or repeated more often than dts
+    (packed B-frames in old AVIs), then its dts. None when neither is known."""
+
+    def __init__(self):
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts = self.last_dts = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
 class _TimelineSampler:
     """Keeps the frame showing at each grid time t0 + k * step, every `multiple`-th grid point,
     doubling `multiple` whenever more than `limit` would be kept (memory: at most limit + 1
@@ -135,6 +160,7 @@ def _decode(container, frame_stride, max_frames, short_side) -> DecodedVideo:
         raise VideoError("undecodable: no frame rate")
     fps = Fraction(rate)
     sampler = _TimelineSampler(frame_stride / fps, max_frames)
+    timestamp = BestEffortTimestamp()
     cut = corrupt = None
     for packet in container.demux(stream):
         if packet.is_corrupt:  # the demuxer found this packet's data short: cut, or damaged
@@ -147,8 +173,9 @@ def _decode(container, frame_stride, max_frames, short_side) -> DecodedVideo:
             corrupt = corrupt or error
             continue
         for frame in decoded:
-            if frame.pts is not None:
-                time = frame.pts * stream.time_base
+            pts = timestamp(frame.pts, frame.dts)
+            if pts is not None:
+                time = pts * stream.time_base
             else:  # no timestamp: the next slot after the previous frame
                 time = sampler.last_time + 1 / fps if sampler.last is not None else Fraction(0)
             sampler.add(frame, time)

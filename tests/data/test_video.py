@@ -137,3 +137,13 @@ def test_a_wild_timestamp_is_an_error_not_a_day_of_frames(tmp_path):
         container.mux(stream.encode())
     with pytest.raises(video.VideoError, match=r"undecodable: a timestamp 90000 s after"):
         video.decode_video(path)
+
+
+def test_best_effort_timestamp_falls_back_to_dts_when_pts_are_faulty():
+    """As FFmpeg guesses display times: pts while they behave better than dts, else dts."""
+    guess = video.BestEffortTimestamp()
+    assert [guess(p, d) for p, d in [(0, 0), (1, 0), (2, 0), (3, None)]] == [0, 1, 2, 3]
+    guess = video.BestEffortTimestamp()
+    pairs = [(0, 0), (0, 1), (0, 2), (3, 3), (3, 4)]  # pts repeat (packed B-frames), dts advance
+    assert [guess(p, d) for p, d in pairs] == [0, 1, 2, 3, 4]
+    assert video.BestEffortTimestamp()(None, None) is None
