@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8501, help="TF Serving's REST port")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between scans")
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="request size limit")
+    parser.add_argument("--workers", type=int, default=16, help="requests handled at once")
     parser.add_argument(
-        "--workers", type=int, default=max(2, os.cpu_count() or 1), help="concurrent model calls"
+        "--max-batch", type=int, default=8, help="examples merged into one model call (1: off)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from serving.server import create_app
 
     repository = ModelRepository(args.model_dir, args.poll_interval, args.model_name)
-    app = create_app(repository, int(args.max_body_mb * (1 << 20)), args.workers)
+    app = create_app(repository, int(args.max_body_mb * (1 << 20)), args.workers, args.max_batch)
     uvicorn.run(
         app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning"
     )

@@ -5,7 +5,8 @@
     POST /v1/models/<name>[/versions/<n>]:predict    row ("instances") or columnar ("inputs")
 
 The event loop only moves bytes; parsing, the model call and encoding run in a thread pool
-(TensorFlow releases the GIL while it computes), so concurrent requests keep every core busy.
+(TensorFlow releases the GIL while it computes), and concurrent requests of one signature are
+merged into one model call (serving/batching.py), so load keeps every core busy.
 Each request takes the version current when it starts: a swap never affects it.
 """
 
@@ -17,12 +18,12 @@ import contextlib
 import logging
 import re
 
-import numpy as np
 import tensorflow as tf
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from serving import rest
+from serving.batching import Batcher, call_signature
 from serving.repository import LoadedVersion, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,14 @@ def _error(status: int, message: str) -> Response:
 def create_app(
     repository: ModelRepository,
     max_body_bytes: int = 32 << 20,
-    workers: int = 4,
+    workers: int = 16,
+    max_batch: int = 8,
 ) -> FastAPI:
     """The ASGI app. On start-up it loads the newest version (before the port answers, where one
     exists) and then polls for newer ones every repository.poll_interval_s."""
     executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="predict")
+    batcher = Batcher(max_batch) if max_batch > 1 else None
+    call = batcher or call_signature
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -59,6 +63,8 @@ def create_app(
         finally:
             repository.stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            if batcher:
+                batcher.close()
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
@@ -87,8 +93,7 @@ def create_app(
     def predict(loaded: LoadedVersion, body: bytes) -> bytes:
         signature, inputs, row_format = rest.parse_predict(body, loaded)
         try:
-            outputs = signature.function(**{k: tf.constant(v) for k, v in inputs.items()})
-            outputs = {k: np.asarray(v) for k, v in outputs.items()}
+            outputs = call(signature, inputs)
         except tf.errors.InvalidArgumentError as error:  # the model rejected the input values
             raise rest.RequestError(400, f"the model rejected the input: {error.message}") from None
         return rest.predict_response(outputs, row_format)
@@ -126,8 +131,13 @@ def create_app(
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    """The body, or a 413 once it passes `limit`. An oversize body is still read (and dropped,
+    up to 4x the limit) so that clients which send all of it before reading hear the 413
+    instead of a broken pipe; a client that asked "Expect: 100-continue" is refused at once."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        if request.headers.get("expect", "").lower() != "100-continue":
+            await _drain(request, 4 * limit)
         raise rest.RequestError(
             413, f"request body of {declared} bytes exceeds the limit of {limit}"
         )
@@ -135,6 +145,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _drain(request, 4 * limit - size)
             raise rest.RequestError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(request: Request, budget: int) -> None:
+    async for chunk in request.stream():
+        budget -= len(chunk)
+        if budget < 0:
+            return

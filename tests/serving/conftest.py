@@ -28,7 +28,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 def exported_models(tmp_path_factory) -> list[str]:
     """Two SavedModels with the serving contract and different weights (versions to push)."""
     root = tmp_path_factory.mktemp("exports")
-    return contract_model.save_contract_models([root / "first", root / "second"])
+    return contract_model.save_contract_models([root / "first", root / "second"], variant=None)
 
 
 @pytest.fixture(scope="session")

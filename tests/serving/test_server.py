@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 
 import numpy as np
@@ -214,3 +215,15 @@ def test_bad_request_is_4xx_and_server_keeps_serving(server, case):
 def test_unknown_model_status_is_404(server):
     status, body = get_json(f"{server.url}/v1/models/other")
     assert status == 404 and "'other' not found" in body["error"]
+
+
+def test_oversize_with_expect_continue_is_refused_before_the_body(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", f"/v1/models/{MODEL_NAME}:predict")
+    connection.putheader("Content-Length", str(64 << 20))
+    connection.putheader("Expect", "100-continue")
+    connection.endheaders()  # no body follows: the answer must come anyway
+    response = connection.getresponse()
+    assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    connection.close()
+    assert get_json(f"{server.url}/v1/models/{MODEL_NAME}")[0] == 200
