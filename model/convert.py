@@ -247,26 +247,26 @@ def export_saved_model(model, output_dir: str, metadata: dict | None = None) -> 
 
     input_shape = tuple(model.input_shape[1:])
     clips = tf.TensorSpec([None, *input_shape], tf.float32, name="clips")
-    features = feature_model(model)
     has_head = any(layer.name == "head" for layer in model.layers)
-
-    @tf.function(input_signature=[clips])
-    def serve(x):
-        if has_head:
-            return {"logits": model(x, training=False)}
-        return {"features": features(x, training=False)["features"]}
+    # Each Reusable module traces its model twice (training True / False); the signatures call
+    # those traces instead of tracing again.
+    backbone = hub.reusable_module(feature_model(model), input_shape)
+    module = hub.reusable_module(model, input_shape) if has_head else backbone
 
     @tf.function(input_signature=[clips])
     def serve_features(x):
-        return {"features": features(x, training=False)["features"]}
+        return {"features": backbone.__call__(x, training=False)}
 
-    module = hub.reusable_module(model if has_head else features, input_shape)
+    @tf.function(input_signature=[clips])
+    def serve(x):
+        return {"logits": module.__call__(x, training=False)}
+
     module.model_variables = list(model.variables)  # kept for earlier readers of the export
-    signatures = {"serving_default": serve, "features": serve_features}
+    signatures = {"serving_default": serve if has_head else serve_features}
+    signatures["features"] = serve_features
     os.makedirs(output_dir, exist_ok=True)
     tf.saved_model.save(module, output_dir, signatures=signatures)
     if has_head:
-        backbone = hub.reusable_module(features, input_shape)
         tf.saved_model.save(
             backbone,
             os.path.join(output_dir, hub.BACKBONE_DIR),

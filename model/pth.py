@@ -213,6 +213,8 @@ def read(path: str):
                 f"PyTorch. Re-save it once with torch >= 1.6: "
                 f"torch.save(torch.load(path, weights_only=True), new_path)"
             )
+        if head[:2] == b"PK":
+            raise CheckpointError(f"{path}: a damaged zip archive (truncated or corrupt download?)")
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither zip nor pickle)")
     try:
         with zipfile.ZipFile(path) as archive:

@@ -65,12 +65,16 @@ def tiny_checkpoints(torch_tiny, tmp_path_factory):
     return {k: str(v) for k, v in paths.items()}
 
 
-_CONVERT_WITHOUT_TORCH = """
+_WITHOUT_TORCH = """
 import sys
 sys.modules["torch"] = None  # from here on, `import torch` raises ImportError
+import numpy as np
 from model import convert
 for argv in {jobs!r}:
     assert convert.main(argv) == 0, argv
+for checkpoint, npz in {reads!r}:
+    state, fmt = convert.load_checkpoint(checkpoint)
+    np.savez(npz, format=fmt, **state)
 loaded = sorted(m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "torchvision")
                 and v is not None)
 assert not loaded, loaded
@@ -79,23 +83,27 @@ assert not loaded, loaded
 
 @pytest.fixture(scope="session")
 def tiny_converted(tiny_checkpoints, tmp_path_factory):
-    """`python -m model.convert` output for each tiny .pth, written in a process where
-    `import torch` fails: {'official': dir, 'torchvision': dir, 'official_no_head': dir}."""
+    """Work done in ONE process where `import torch` fails: `python -m model.convert` of the
+    official .pth ('official': dir) and of the backbone-only one ('official_no_head': dir), and
+    load_checkpoint of each .pth saved as .npz ('<format>_npz': {torchvision key: array})."""
     import os
     import subprocess
     import sys
 
     root = tmp_path_factory.mktemp("tiny_converted")
-    outs, jobs = {}, []
-    for fmt, checkpoint in tiny_checkpoints.items():
+    outs, jobs, reads = {}, [], []
+    for fmt in ("official", "official_no_head"):
         outs[fmt] = str(root / fmt)
-        argv = ["--checkpoint", checkpoint, "--variant", "tiny", "--output", outs[fmt]]
+        argv = ["--checkpoint", tiny_checkpoints[fmt], "--variant", "tiny", "--output", outs[fmt]]
         argv += ["--frames", str(TINY_SHAPE[0]), "--size", str(TINY_SHAPE[1]), str(TINY_SHAPE[2])]
         jobs.append(argv + (["--no-head"] if fmt.endswith("no_head") else []))
+    for fmt in ("official", "torchvision"):
+        outs[f"{fmt}_npz"] = str(root / f"{fmt}.npz")
+        reads.append((tiny_checkpoints[fmt], outs[f"{fmt}_npz"]))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=repo, TF_USE_LEGACY_KERAS="1")
     subprocess.run(
-        [sys.executable, "-c", _CONVERT_WITHOUT_TORCH.format(jobs=jobs)],
+        [sys.executable, "-c", _WITHOUT_TORCH.format(jobs=jobs, reads=reads)],
         env=env,
         cwd=repo,
         check=True,

@@ -63,18 +63,18 @@ def test_backbone_module_gives_the_features_signature(tiny_converted, tensorflow
 
 
 def test_reusable_contract_and_model_card(tiny_converted, tiny_checkpoints):
-    loaded = tf.saved_model.load(tiny_converted["torchvision"])
+    loaded = tf.saved_model.load(tiny_converted["official"])
     assert callable(loaded) and loaded.regularization_losses == []
     assert len(loaded.variables) == len(loaded.trainable_variables) > 100
     clips = tf.constant(random_clips((1, *TINY_SHAPE), seed=23))
     assert loaded(clips, training=False).shape == (1, TINY_CLASSES)
     # training=True applies dropout / stochastic depth: two calls differ.
     assert not np.allclose(loaded(clips, training=True), loaded(clips, training=True))
-    with open(os.path.join(tiny_converted["torchvision"], convert.METADATA)) as f:
+    with open(os.path.join(tiny_converted["official"], convert.METADATA)) as f:
         meta = json.load(f)
-    with open(os.path.join(tiny_converted["torchvision"], hub.MODEL_CARD)) as f:
+    with open(os.path.join(tiny_converted["official"], hub.MODEL_CARD)) as f:
         card = f.read()
-    assert os.path.basename(tiny_checkpoints["torchvision"]) in card
+    assert os.path.basename(tiny_checkpoints["official"]) in card
     assert meta["checkpoint_sha256"] in card and "`tiny`" in card
     assert f"[B, {', '.join(map(str, TINY_SHAPE))}]" in card
     assert "123.675, 116.28, 103.53" in card and "58.395, 57.12, 57.375" in card

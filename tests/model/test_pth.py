@@ -13,7 +13,9 @@ import tensorflow as tf
 import torch
 
 from model import pth
+from model.convert import load_torch_state_dict
 from model.pth import CheckpointError
+from model.video_swin import build_classifier
 from tests.model import torch_reference
 from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
 
@@ -53,17 +55,29 @@ def test_reads_what_torch_load_reads(tmp_path):
 
 
 def test_official_and_torchvision_match_torch_without_torch(tiny_converted, torch_tiny):
-    """tiny_converted ran `python -m model.convert` in a process where `import torch` failed."""
+    """tiny_converted read both .pth files and ran `python -m model.convert` on the official
+    one in a process where `import torch` failed."""
     clips = random_clips((2, *TINY_SHAPE), seed=11)
     ref = torch_reference.run(torch_tiny, clips)
-    for fmt in ("official", "torchvision"):
-        serve = tf.saved_model.load(tiny_converted[fmt]).signatures["serving_default"]
-        logits = serve(clips=tf.constant(clips))["logits"].numpy()
-        assert logits.shape == (2, TINY_CLASSES)
-        np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0, err_msg=fmt)
+    serve = tf.saved_model.load(tiny_converted["official"]).signatures["serving_default"]
+    logits = serve(clips=tf.constant(clips))["logits"].numpy()
+    assert logits.shape == (2, TINY_CLASSES)
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0)
     features = tf.saved_model.load(tiny_converted["official_no_head"]).signatures["features"]
     got = features(clips=tf.constant(clips))["features"].numpy()
     np.testing.assert_allclose(got, ref["features"], atol=1e-4, rtol=0)
+    expected = {k: v.numpy() for k, v in torch_tiny.state_dict().items()}
+    for fmt in ("official", "torchvision"):
+        with np.load(tiny_converted[f"{fmt}_npz"]) as npz:
+            assert str(npz["format"]) == fmt
+            state = {k: npz[k] for k in npz.files if k != "format"}
+        assert sorted(state) == sorted(expected)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(state[key], value, err_msg=f"{fmt}: {key}")
+        model = build_classifier("tiny", TINY_CLASSES, TINY_SHAPE)
+        load_torch_state_dict(model, state)
+        got = model(clips, training=False).numpy()
+        np.testing.assert_allclose(got, ref["logits"], atol=1e-4, rtol=0, err_msg=fmt)
 
 
 # ---------------------------------------------------------------- hostile and broken files
