@@ -98,10 +98,12 @@ def create_app(
             raise rest.RequestError(400, f"the model rejected the input: {error.message}") from None
         return rest.predict_response(outputs, row_format)
 
-    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"])
     async def handle(request: Request) -> Response:
         path = request.url.path
         try:
+            if request.method not in ("GET", "POST"):
+                raise rest.RequestError(405, f"method {request.method} not allowed: GET or POST")
             if request.method == "GET":
                 match = _GET.fullmatch(path)
                 if not match:
