@@ -73,7 +73,7 @@ def request_json(request, timeout: float) -> tuple[int, dict]:
 class Server:
     """`python -m serving` in a subprocess; `url` once a version is loaded."""
 
-    def __init__(self, model_dir: str, log_path, *flags: str):
+    def __init__(self, model_dir: str, log_path, *flags: str, wait: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -95,19 +95,22 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_ready(os.path.basename(model_dir))
+        if wait:
+            name = os.path.basename(model_dir)
+            self.wait_until(lambda: get_json(f"{self.url}/v1/models/{name}", timeout=2)[0] == 200)
 
-    def _wait_ready(self, name: str, timeout: float = 180.0) -> None:
+    def wait_until(self, ready, timeout: float = 180.0) -> None:
+        """Polls `ready()` (connection errors count as not yet) while the server runs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if get_json(f"{self.url}/v1/models/{name}", timeout=2)[0] == 200:
+                if ready():
                     return
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
 
