@@ -62,6 +62,7 @@ def test_metadata(server):
     status, body = get_json(f"{server.url}/v1/models/{MODEL_NAME}/metadata")
     assert status == 200
     assert body["model_spec"] == {"name": MODEL_NAME, "signature_name": "", "version": "1"}
+    assert get_json(f"{server.url}/v1/models/{MODEL_NAME}/versions/1/metadata") == (status, body)
     defs = body["metadata"]["signature_def"]["signature_def"]
 
     def spec(tensor):
