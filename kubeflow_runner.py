@@ -63,6 +63,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         train_options=cli.train_options(configs.TRAIN_OPTIONS, args),
         min_accuracy=configs.MIN_ACCURACY if args.min_accuracy is None else args.min_accuracy,
         schema_path=args.schema,
+        allow_anomalies=args.allow_anomalies,
         beam_pipeline_args=args.beam_pipeline_args.split(),
     )
     output_dir, filename = os.path.split(os.path.abspath(args.output))

@@ -48,16 +48,20 @@ def main(argv=None) -> int:
 
     if args.data_root:
         data_root, schema_path = args.data_root, args.schema
-        ingest, training, min_accuracy = (
-            configs.INGEST_OPTIONS, configs.TRAIN_OPTIONS, configs.MIN_ACCURACY
+        ingest, training, min_accuracy, beam_args = (
+            configs.INGEST_OPTIONS,
+            configs.TRAIN_OPTIONS,
+            configs.MIN_ACCURACY,
+            configs.BEAM_PIPELINE_ARGS,
         )
     else:
         data_root = str(synthetic.ensure(configs.SYNTHETIC_DATA_ROOT, configs.SYNTHETIC_SEED))
         schema_path = args.schema or configs.SYNTHETIC_SCHEMA
-        ingest, training, min_accuracy = (
+        ingest, training, min_accuracy, beam_args = (
             configs.SYNTHETIC_INGEST_OPTIONS,
             configs.SYNTHETIC_TRAIN_OPTIONS,
             configs.SYNTHETIC_MIN_ACCURACY,
+            configs.SYNTHETIC_BEAM_PIPELINE_ARGS,
         )
     if args.pretrained:
         args.pretrained = os.path.abspath(args.pretrained)
@@ -81,10 +85,11 @@ def main(argv=None) -> int:
                 train_options=training,
                 min_accuracy=min_accuracy,
                 schema_path=schema_path,
+                allow_anomalies=args.allow_anomalies,
                 metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                     args.metadata
                 ),
-                beam_pipeline_args=configs.BEAM_PIPELINE_ARGS,
+                beam_pipeline_args=beam_args,
             )
         )
     except Exception as error:  # shown in the summary, then re-raised with --verbose

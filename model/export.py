@@ -6,7 +6,8 @@ A Format-Serving SavedModel that needs nothing from this repository:
                                           -> centre clip and crop -> classifier
   serving_frames(frames: uint8 [B, T, H, W, 3])  an already sampled clip -> centre crop -> classifier
   outputs: probabilities [B, K], classes [B, k] (names, best first), scores [B, k], k = min(5, K)
-Root attributes: `classifier` (the Keras Video Swin, normalised float input, for warm starts),
+Root attributes: `classifier.variables` (the Video Swin's weights in build_classifier's order, for
+warm starts: model/warm_start.py),
 `tft_layer` (kept tracked, or serving fails with "Table not initialized") and `class_names`.
 
 Clips are decoded and classified in chunks of `chunk_size` examples, so memory stays bounded
@@ -15,6 +16,8 @@ as uint8, 19 MB as float32, and Swin-T's activations are far larger).
 """
 
 from __future__ import annotations
+
+import functools
 
 import tensorflow as tf
 
@@ -58,7 +61,10 @@ class ServingModel(tf.Module):
         chunk_size: int = 8,
     ):
         super().__init__()
-        self.classifier = classifier
+        # The classifier's weights in model.variables order (what warm starts read back); the
+        # Keras model itself is called, not tracked: saving it would trace every Keras layer.
+        self.classifier = tf.train.Checkpoint(variables=list(classifier.variables))
+        self._classifier = functools.partial(classifier, training=False)
         self.tft_layer = tft_layer
         self.class_names = tf.Variable(class_names, dtype=tf.string, trainable=False)
         self._clip_frames, self._size, self._chunk = clip_frames, image_size, chunk_size
@@ -74,7 +80,7 @@ class ServingModel(tf.Module):
         }
 
     def _classify(self, clips_uint8: tf.Tensor) -> tf.Tensor:
-        logits = self.classifier(clip_lib.normalize(clips_uint8), training=False)
+        logits = self._classifier(clip_lib.normalize(clips_uint8))
         return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
     def _classify_jpegs(self, jpegs: tf.Tensor) -> tf.Tensor:
@@ -87,13 +93,16 @@ class ServingModel(tf.Module):
         )
         return self._classify(clips)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    # autograph=False: nothing here needs it, and converting the model made saving take minutes.
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False
+    )
     def serve_examples(self, examples):
         raw = tf.io.parse_example(examples, {F.FRAMES: tf.io.VarLenFeature(tf.string)})
         jpegs = self.tft_layer(raw)[preprocessing.CLIP]
         return self._outputs(_in_chunks(self._classify_jpegs, jpegs, self._chunk, self._probs))
 
-    @tf.function
+    @tf.function(autograph=False)
     def serve_frames(self, frames):
         probabilities = _in_chunks(
             lambda x: self._classify(clip_lib.frames_clip(x, self._size)),

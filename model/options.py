@@ -31,7 +31,9 @@ class TrainOptions:
     epochs: int = _option(30, "passes over the training split")
     learning_rate: float = _option(1e-3, "peak learning rate of the head")
     backbone_lr_multiplier: float = _option(0.1, "backbone learning rate = this x the head's")
-    weight_decay: float = _option(0.05, "AdamW's decoupled weight decay (not on norms, biases tables)")
+    weight_decay: float = _option(
+        0.05, "AdamW's decoupled weight decay (not on norms, biases tables)"
+    )
     warmup_epochs: float = _option(2.5, "linear warm-up, then cosine decay to 0")
     label_smoothing: float = _option(0.1, "cross-entropy label smoothing")
     clip_norm: float = _option(1.0, "global gradient-norm clipping per parameter group (0: off)")
@@ -41,7 +43,9 @@ class TrainOptions:
     precision: str = _option("float32", "float32 or mixed_bfloat16")
     recompute: bool = _option(False, "recompute block activations in the backward pass")
     jit_compile: bool = _option(False, "XLA-compile the train step (slower on CPU)")
-    strategy: str = _option("auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker")
+    strategy: str = _option(
+        "auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker"
+    )
     shuffle_buffer: int = _option(256, "examples (whole videos) in the shuffle buffer")
     checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
     pretrained: str = _option("", "official .pth or `python -m model.convert` directory")

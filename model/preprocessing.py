@@ -41,7 +41,7 @@ def temporal_cover(num_frames: tf.Tensor, length: int) -> tf.Tensor:
 
 
 def class_key(label: tf.Tensor, label_name: tf.Tensor) -> tf.Tensor:
-    """"000003:ShiftDown": sortable by label, and the vocabulary entry of a class."""
+    """ "000003:ShiftDown": sortable by label, and the vocabulary entry of a class."""
     return tf.strings.join([tf.strings.as_string(label, width=6, fill="0"), label_name], ":")
 
 

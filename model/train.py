@@ -30,6 +30,7 @@ from model.video_swin import build_classifier
 __all__ = ["OPTIONS_KEY", "TrainOptions", "run_fn", "train"]
 
 HISTORY_FILE = "history.json"  # per-epoch metrics, in the model run directory
+TRAINING_RECORD = "training.json"  # on the Model artifact: warm start, options, classes
 BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run directory
 
 
@@ -73,8 +74,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def read_class_names(tf_transform_output) -> list[str]:
     """The Transform's class vocabulary in label order; a missing label is an error."""
-    keys = [k.decode() if isinstance(k, bytes) else k for k in
-            tf_transform_output.vocabulary_by_name(preprocessing.CLASSES_VOCABULARY)]
+    keys = [
+        k.decode() if isinstance(k, bytes) else k
+        for k in tf_transform_output.vocabulary_by_name(preprocessing.CLASSES_VOCABULARY)
+    ]
     pairs = sorted(preprocessing.parse_class_key(k) for k in keys)
     labels = [label for label, _ in pairs]
     if labels != list(range(len(labels))):
@@ -136,7 +139,9 @@ def _complete_jpegs(example) -> tf.Tensor:
 
     def report():
         message = tf.print(
-            "skipping", example[F.VIDEO_ID], ": a frame is not a complete JPEG",
+            "skipping",
+            example[F.VIDEO_ID],
+            ": a frame is not a complete JPEG",
             output_stream=sys.stderr,
         )
         with tf.control_dependencies([message]):
@@ -223,6 +228,9 @@ class VideoClassifier(keras.Model):
             self.classifier.get_layer("head").trainable_variables,
         )
 
+    # AutoGraph has nothing to convert here (no data-dependent Python control flow), and
+    # converting everything it reaches made the first training step take ~60 s on a tiny model.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y = data
         with tf.GradientTape() as tape:
@@ -230,9 +238,17 @@ class VideoClassifier(keras.Model):
             loss = self.compute_loss(x, y, y_pred)
         backbone, head = self._groups()
         grads = tape.gradient(loss, backbone + head)
-        self.backbone_optimizer.apply_gradients(zip(grads[: len(backbone)], backbone))
-        self.optimizer.apply_gradients(zip(grads[len(backbone) :], head))
+        self.backbone_optimizer.apply_gradients(zip(grads[: len(backbone)], backbone, strict=False))
+        self.optimizer.apply_gradients(zip(grads[len(backbone) :], head, strict=False))
         return self.compute_metrics(x, y, y_pred, None)
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        return super().test_step(data)
+
+    @tf.autograph.experimental.do_not_convert
+    def predict_step(self, data):
+        return super().predict_step(data)
 
 
 def make_optimizer(options: TrainOptions, peak: float, steps_per_epoch: int):
@@ -251,9 +267,7 @@ def make_optimizer(options: TrainOptions, peak: float, steps_per_epoch: int):
         global_clipnorm=options.clip_norm or None,
     )
     # The official recipe decays no norm, bias-table or bias parameter.
-    optimizer.exclude_from_weight_decay(
-        var_names=["norm", "relative_position_bias_table", "bias"]
-    )
+    optimizer.exclude_from_weight_decay(var_names=["norm", "relative_position_bias_table", "bias"])
     return optimizer
 
 
@@ -335,7 +349,12 @@ def train(
     logging.info(
         "training on %d clips (evaluating on %d), %d classes: %d epochs x %d steps of %d clips "
         "(%d per replica)",
-        train_examples, eval_examples, len(class_names), options.epochs, steps_per_epoch, global_batch,
+        train_examples,
+        eval_examples,
+        len(class_names),
+        options.epochs,
+        steps_per_epoch,
+        global_batch,
         options.batch_size,
     )
     with strategy.scope():
@@ -344,8 +363,13 @@ def train(
             initialize(model.classifier)
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(
-            train_files, feature_spec, options, len(class_names),
-            ctx.get_per_replica_batch_size(global_batch), training=True, input_context=ctx,
+            train_files,
+            feature_spec,
+            options,
+            len(class_names),
+            ctx.get_per_replica_batch_size(global_batch),
+            training=True,
+            input_context=ctx,
         )
     )
     eval_data = make_dataset(
@@ -357,7 +381,7 @@ def train(
             save_freq=options.checkpoint_every or "epoch",
             delete_checkpoint=False,
         ),
-        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch"),
+        keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch", write_graph=False),
         _EpochLog(options.epochs),
     ]
     history = model.fit(
@@ -376,11 +400,19 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor): train, then export the serving model."""
     import tensorflow_transform as tft
 
-    from model import export
+    from model import export, warm_start
 
     options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     strategy = make_strategy(options.strategy)
+    started_from = []
+
+    def initialize(classifier):
+        # The last blessed model (a scheduled retraining), else the pretrained checkpoint.
+        started_from.append(
+            warm_start.initialize(classifier, fn_args.base_model, options.pretrained or None)
+        )
+
     result = train(
         options,
         fn_args.train_files,
@@ -388,14 +420,30 @@ def run_fn(fn_args) -> None:
         tf_transform_output,
         fn_args.model_run_dir,
         strategy,
+        initialize,
     )
     chief = is_chief(strategy)
     if chief:
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
             json.dump(result.history, f, indent=1)
+        # On the Model artifact, beside Format-Serving/: how this model came to be.
+        record = {
+            "started_from": started_from[0],
+            "options": dataclasses.asdict(options),
+            "class_names": result.class_names,
+            "train_examples": result.train_examples,
+            "final_epoch": {k: v[-1] for k, v in result.history.items()},
+        }
+        model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+        with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_RECORD), "w") as f:
+            json.dump(record, f, indent=1)
     # Every worker saves (collective ops need all of them); only the chief's copy is the model.
-    export_dir = fn_args.serving_model_dir if chief else os.path.join(
-        fn_args.model_run_dir, f"worker-export-{strategy.cluster_resolver.task_id}"
+    export_dir = (
+        fn_args.serving_model_dir
+        if chief
+        else os.path.join(
+            fn_args.model_run_dir, f"worker-export-{strategy.cluster_resolver.task_id}"
+        )
     )
     module = export.ServingModel(
         result.model.classifier,
@@ -407,4 +455,3 @@ def run_fn(fn_args) -> None:
     )
     export.save(module, export_dir)
     logging.info("exported the serving model to %s", export_dir)
-

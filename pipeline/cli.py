@@ -10,11 +10,16 @@ from pipeline import configs
 
 
 def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", type=int, default=configs.UCF_SPLIT, choices=(1, 2, 3),
-                        help="UCF101's official split")
     parser.add_argument(
-        "--schema", help="curated schema.pbtxt to validate against (default: infer, or the "
-        "embedded set's)"
+        "--split",
+        type=int,
+        default=configs.UCF_SPLIT,
+        choices=(1, 2, 3),
+        help="UCF101's official split",
+    )
+    parser.add_argument(
+        "--schema",
+        help="curated schema.pbtxt to validate against (default: infer, or the " "embedded set's)",
     )
     parser.add_argument("--variant", help=f"Video Swin variant (default: {TrainOptions.variant})")
     parser.add_argument("--pretrained", help="official .pth or a `python -m model.convert` dir")
@@ -22,8 +27,16 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="clips per replica")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate of the head")
     parser.add_argument("--min-accuracy", type=float, help="eval top-1 needed to bless a model")
-    parser.add_argument("--model-name", default=configs.MODEL_NAME,
-                        help="served model name: blessed models go to <serving-dir>/<model-name>/")
+    parser.add_argument(
+        "--allow-anomalies",
+        action="store_true",
+        help="train even when ExampleValidator finds anomalies (after you have read them)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=configs.MODEL_NAME,
+        help="served model name: blessed models go to <serving-dir>/<model-name>/",
+    )
 
 
 def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:

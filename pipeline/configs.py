@@ -35,6 +35,8 @@ SYNTHETIC_SCHEMA = os.path.join(SCHEMA_DIR, "synthetic", "schema.pbtxt")
 # Beam for every Beam-based component: local multi-process DirectRunner. On a cluster, pass
 # e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+# The embedded set is small: Beam in-process (no worker start-up, no worker log noise).
+SYNTHETIC_BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 # Transform and Trainer: dotted paths (no module_file: nothing is pip-installed at run time).
 PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
@@ -48,8 +50,8 @@ SYNTHETIC_TRAIN_OPTIONS = TrainOptions(
     clip_frames=8,
     sampled_frames=16,
     image_size=32,
-    batch_size=16,
-    epochs=15,
+    batch_size=8,
+    epochs=12,
     learning_rate=1e-3,
     label_smoothing=0.0,
     backbone_lr_multiplier=1.0,

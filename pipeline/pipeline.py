@@ -1,7 +1,7 @@
 """The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
 
-VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Evaluator -> Pusher, with the latest blessed model resolved as the Trainer's base_model and
+VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> AnomaliesGate ->
+Transform -> Trainer -> Evaluator -> Pusher, with the latest blessed model resolved as the Trainer's base_model and
 the Evaluator's baseline (a scheduled retraining run continues from, and must beat, the model
 being served).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tfx import v1 as tfx
 
+from components.anomalies_gate import AnomaliesGate
 from components.video_example_gen import VideoExampleGen
 from data.ingest import IngestOptions
 from model import preprocessing, train
@@ -26,6 +27,7 @@ def create_pipeline(
     train_options: train.TrainOptions | None = None,
     min_accuracy: float = configs.MIN_ACCURACY,
     schema_path: str | None = None,
+    allow_anomalies: bool = False,
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = False,
@@ -33,6 +35,7 @@ def create_pipeline(
     """schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
     this data (SchemaGen), which can then only flag problems inside this one data set.
     serving_dir: where blessed models are pushed, as <serving_dir>/<version>/.
+    allow_anomalies: train even when ExampleValidator found anomalies (for people who looked).
     """
     train_options = train_options or train.TrainOptions()
     example_gen = VideoExampleGen(input_base=data_root, ucf_split=ucf_split, options=ingest_options)
@@ -46,6 +49,10 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    # Bad data does not reach training: the run stops here, naming the anomalies.
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"], allow_anomalies=allow_anomalies
+    )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -53,6 +60,7 @@ def create_pipeline(
         custom_config={preprocessing.SAMPLED_FRAMES_KEY: train_options.sampled_frames},
         disable_statistics=True,  # statistics of JPEG strings say nothing
     )
+    transform.add_upstream_node(anomalies_gate)
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -90,6 +98,7 @@ def create_pipeline(
             statistics_gen,
             schema_gen,
             example_validator,
+            anomalies_gate,
             transform,
             latest_blessed,
             trainer,

@@ -62,9 +62,12 @@ def configure(verbose: bool) -> None:
         logging.basicConfig(level=logging.INFO)
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # C++ INFO/WARNING/ERROR lines (CUDA factories)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
+    # Here and in Beam's worker processes (they inherit the environment).
+    os.environ["PYTHONWARNINGS"] = (
+        "ignore::FutureWarning,ignore::DeprecationWarning,ignore::UserWarning"
+    )
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
     root = logging.getLogger()
     root.handlers[:] = [ProgressHandler()]
     root.setLevel(logging.INFO)

@@ -37,7 +37,9 @@ def _store(metadata_path: str) -> metadata_store.MetadataStore:
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    )
     return metadata_store.MetadataStore(config)
 
 
@@ -63,7 +65,8 @@ def _value(metrics: dict, name: str) -> float | None:
 def _read_evaluation(report: RunReport, uri: str) -> None:
     import tensorflow_model_analysis as tfma
 
-    config = json.load(open(os.path.join(uri, "eval_config.json")))
+    with open(os.path.join(uri, "eval_config.json")) as f:
+        config = json.load(f)
     names = [s.get("name", "") for s in config["evalConfig"]["modelSpecs"]]
     candidate = "candidate" if "candidate" in names else names[0]
     report.has_baseline = "baseline" in names
@@ -86,7 +89,9 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
         matrices = plots[""][""].get("multiClassConfusionMatrixAtThresholds", {})
         for matrix in matrices.get("matrices", [])[:1]:
             entries = matrix.get("entries", [])
-            n = 1 + max(max(e.get("actualClassId", 0), e.get("predictedClassId", 0)) for e in entries)
+            n = 1 + max(
+                max(e.get("actualClassId", 0), e.get("predictedClassId", 0)) for e in entries
+            )
             counts = [[0.0] * n for _ in range(n)]
             for e in entries:
                 counts[e.get("actualClassId", 0)][e.get("predictedClassId", 0)] = e.get(
@@ -128,7 +133,8 @@ def collect(metadata_path: str, since_id: int = 0) -> RunReport:
         report.model_run_dir = model_run.uri
         history = os.path.join(model_run.uri, "history.json")
         if os.path.exists(history):
-            report.history = json.load(open(history))
+            with open(history) as f:
+                report.history = json.load(f)
     transform_graph = _newest(store, "TransformGraph", since_id)
     if transform_graph:
         import tensorflow_transform as tft
@@ -196,7 +202,9 @@ def summary_lines(report: RunReport, min_accuracy: float) -> list[str]:
         f"on {report.eval_examples} clips"
         + (f"; weakest class {weakest[0]} {weakest[1]:.2f}" if weakest else "")
     )
-    baseline = "against the last blessed model" if report.has_baseline else "first model, no baseline"
+    baseline = (
+        "against the last blessed model" if report.has_baseline else "first model, no baseline"
+    )
     if report.blessed:
         lines.append(f"BLESSED: top-1 >= {min_accuracy:.2f} ({baseline}).")
     else:

@@ -57,3 +57,93 @@ def broken_root(synthetic_root, tmp_path_factory):
         f.write("Juggle/v_Juggle_g03_c01.avi 7\r\n")
     bad["v_Juggle_g03_c01"] = "class 'Juggle' is not in classInd.txt"
     return root, bad
+
+
+# ---------------------------------------------------------------- the whole pipeline, once
+
+IN_PROCESS_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def small_spec():
+    """The embedded set's classes and groups, 4 clips per group: 144 videos (96 train)."""
+    import dataclasses
+
+    from data import synthetic
+
+    return dataclasses.replace(synthetic.SPEC, clips_per_group=4)
+
+
+def tiny_train_options(**changes):
+    """The embedded set's training configuration, shortened for tests (seconds an epoch)."""
+    import dataclasses
+
+    from pipeline import configs
+
+    return dataclasses.replace(
+        configs.SYNTHETIC_TRAIN_OPTIONS, epochs=2, batch_size=8, shuffle_buffer=64, **changes
+    )
+
+
+def run_pipeline(root, data_root, min_accuracy: float, enable_cache: bool = False, **kwargs):
+    """One LocalDagRunner run of create_pipeline; returns the paths a test inspects."""
+    from tfx import v1 as tfx
+
+    from pipeline import configs
+    from pipeline.pipeline import create_pipeline
+
+    paths = {
+        "pipeline_root": str(root / "pipeline_root"),
+        "metadata": str(root / "metadata.sqlite"),
+        "serving_dir": str(root / "serving" / configs.MODEL_NAME),
+        "data_root": str(data_root),
+    }
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(
+            pipeline_name="test-pipeline",
+            pipeline_root=paths["pipeline_root"],
+            data_root=paths["data_root"],
+            serving_dir=paths["serving_dir"],
+            ingest_options=configs.SYNTHETIC_INGEST_OPTIONS,
+            train_options=kwargs.pop("train_options", None) or tiny_train_options(),
+            min_accuracy=min_accuracy,
+            schema_path=configs.SYNTHETIC_SCHEMA,
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                paths["metadata"]
+            ),
+            beam_pipeline_args=IN_PROCESS_BEAM,
+            enable_cache=enable_cache,
+            **kwargs,
+        )
+    )
+    return paths
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_root(tmp_path_factory):
+    from data import synthetic
+
+    return synthetic.generate(tmp_path_factory.mktemp("small") / "data", 0, small_spec())
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(small_synthetic_root, tmp_path_factory):
+    """The whole pipeline on the small embedded set; a threshold of 0 blesses and pushes."""
+    root = tmp_path_factory.mktemp("pipeline")
+    return run_pipeline(root, small_synthetic_root, min_accuracy=0.0)
+
+
+@pytest.fixture(scope="session")
+def retrain_run(pipeline_run):
+    """A second run on the same metadata (a scheduled retraining) whose threshold cannot be met.
+
+    Caching reuses ExampleGen .. Transform (same inputs); the Trainer gets the first run's
+    blessed model as base_model and the Evaluator compares against it.
+    """
+    import pathlib
+
+    from pipeline import report
+
+    root = pathlib.Path(pipeline_run["pipeline_root"]).parent
+    since = report.newest_artifact_id_at(pipeline_run["metadata"])
+    paths = run_pipeline(root, pipeline_run["data_root"], min_accuracy=1.01, enable_cache=True)
+    return {**paths, "since": since}

@@ -37,6 +37,7 @@ def test_compiles_a_kfp_v2_pipeline_spec(tmp_path):
         "StatisticsGen",
         "SchemaGen",
         "ExampleValidator",
+        "AnomaliesGate",
         "Transform",
         # KFP v2 runs the latest-blessed-model Resolver as two resolver tasks.
         "latest_blessed_model_resolver-model-blessing-resolver",
@@ -50,7 +51,7 @@ def test_compiles_a_kfp_v2_pipeline_spec(tmp_path):
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     # Every component runs in the image; the resolvers are KFP's own (no container).
     containers = [e["container"] for e in executors.values() if "container" in e]
-    assert len(containers) == 8 and {c["image"] for c in containers} == {IMAGE}
+    assert len(containers) == 9 and {c["image"] for c in containers} == {IMAGE}
     assert {k for k, e in executors.items() if "container" not in e} == {
         "latest_blessed_model_resolver-model-blessing-resolver_executor",
         "latest_blessed_model_resolver-model-resolver_executor",

@@ -114,6 +114,7 @@ def test_curated_schema_matches_the_embedded_set_and_configs():
         "group",
         "num_frames",
         "fps",
+        "time_step",
         "height",
         "width",
     }

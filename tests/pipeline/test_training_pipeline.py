@@ -1,0 +1,191 @@
+"""The whole pipeline under LocalDagRunner: Transform -> Trainer -> Evaluator -> Pusher, and a
+retraining run against the first run's blessed model. One run of each, shared by every test."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+
+from data import features as F
+from data import synthetic
+from model import preprocessing, train
+from pipeline import report
+from tests.conftest import tiny_train_options
+
+pytestmark = pytest.mark.slow  # runs TFX components
+
+COMPONENTS = (
+    "VideoExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+)
+
+
+def _versions(serving_dir):
+    return sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else []
+
+
+def _raw_eval_examples(pipeline_root) -> dict[str, bytes]:
+    (split,) = glob.glob(f"{pipeline_root}/VideoExampleGen/examples/*/Split-eval")
+    records = tf.data.TFRecordDataset(sorted(glob.glob(f"{split}/*")), compression_type="GZIP")
+    out = {}
+    for record in records.as_numpy_iterator():
+        example = tf.train.Example.FromString(record)
+        out[example.features.feature[F.VIDEO_ID].bytes_list.value[0].decode()] = record
+    return out
+
+
+def test_every_component_ran_and_the_blessed_model_was_pushed(pipeline_run):
+    root = pipeline_run["pipeline_root"]
+    for component in COMPONENTS:
+        assert os.path.isdir(os.path.join(root, component)), component
+    (blessing,) = glob.glob(f"{root}/Evaluator/blessing/*/*")
+    assert os.path.basename(blessing) == "BLESSED"
+    (version,) = _versions(pipeline_run["serving_dir"])  # TF Serving's <model>/<version>/
+    assert version.isdigit()
+    pushed = os.path.join(pipeline_run["serving_dir"], version)
+    assert os.path.isfile(os.path.join(pushed, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(pushed, "variables"))
+
+
+def test_pushed_model_loads_in_a_fresh_process_without_this_repo(pipeline_run, tmp_path):
+    """Only TensorFlow: the class names, the Transform graph and both signatures are inside."""
+    (version,) = _versions(pipeline_run["serving_dir"])
+    example = next(iter(_raw_eval_examples(pipeline_run["pipeline_root"]).values()))
+    (tmp_path / "example.bin").write_bytes(example)
+    script = f"""
+import json, sys, tensorflow as tf
+assert not any(p.startswith({os.getcwd()!r}) for p in sys.path if p), sys.path
+model = tf.saved_model.load({os.path.join(pipeline_run["serving_dir"], version)!r})
+out = model.signatures["serving_default"](examples=tf.constant([open("example.bin", "rb").read()]))
+frames = tf.zeros([2, 8, 48, 40, 3], tf.uint8)
+out2 = model.signatures["serving_frames"](frames=frames)
+print(json.dumps({{
+    "classes": [c.decode() for c in out["classes"].numpy()[0]],
+    "sum": float(out["probabilities"].numpy().sum()),
+    "scores": out["scores"].numpy()[0].tolist(),
+    "frames_shape": list(out2["probabilities"].shape),
+    "names": [c.decode() for c in model.class_names.numpy()],
+}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["names"] == list(synthetic.SPEC.classes)
+    assert len(out["classes"]) == 5 and set(out["classes"]) <= set(synthetic.SPEC.classes)
+    assert out["scores"] == sorted(out["scores"], reverse=True)
+    assert abs(out["sum"] - 1.0) < 1e-5
+    assert out["frames_shape"] == [2, len(synthetic.SPEC.classes)]
+
+
+def test_no_skew_between_serving_and_the_trainers_eval_input(pipeline_run):
+    """serving_default on raw eval examples == the model on the Trainer's own eval pipeline."""
+    import tensorflow_transform as tft
+
+    root = pipeline_run["pipeline_root"]
+    (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
+    (transformed,) = glob.glob(f"{root}/Transform/transformed_examples/*/Split-eval")
+    (version,) = _versions(pipeline_run["serving_dir"])
+    model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
+    options = tiny_train_options()
+    tft_output = tft.TFTransformOutput(graph)
+    spec = tft_output.transformed_feature_spec()
+    files = f"{transformed}/*"
+    # The Trainer's eval input pipeline, exactly as fit() sees it, and the same records' ids.
+    clips = [x for x, _ in train.make_dataset(files, spec, options, 6, 16, training=False)]
+    ids = [
+        e[F.VIDEO_ID].decode()
+        for e in tf.data.TFRecordDataset(sorted(glob.glob(files)), compression_type="GZIP")
+        .map(lambda r: tf.io.parse_single_example(r, spec))
+        .as_numpy_iterator()
+    ]
+    clips = np.concatenate([c.numpy() for c in clips])
+    assert clips.dtype == np.uint8 and len(clips) == len(ids) == 48
+    trainer_probs = model.signatures["serving_frames"](frames=tf.constant(clips))["probabilities"]
+    raw = _raw_eval_examples(root)
+    served = model.signatures["serving_default"](examples=tf.constant([raw[i] for i in ids]))
+    np.testing.assert_allclose(served["probabilities"].numpy(), trainer_probs.numpy(), atol=1e-5)
+
+
+def test_class_vocabulary_and_transformed_examples(pipeline_run):
+    import tensorflow_transform as tft
+
+    (graph,) = glob.glob(f"{pipeline_run['pipeline_root']}/Transform/transform_graph/*")
+    output = tft.TFTransformOutput(graph)
+    assert train.read_class_names(output) == list(synthetic.SPEC.classes)
+    spec = output.transformed_feature_spec()
+    assert spec[preprocessing.CLIP].shape == [tiny_train_options().sampled_frames]
+    assert set(spec) == {preprocessing.CLIP, F.LABEL, F.VIDEO_ID}
+
+
+def test_training_history_and_report(pipeline_run, tmp_path):
+    result = report.collect(pipeline_run["metadata"])
+    assert len(result.history["val_accuracy"]) == tiny_train_options().epochs
+    assert result.blessed and result.pushed_to and result.eval_examples == 48
+    assert set(result.per_class) == set(synthetic.SPEC.classes)
+    assert sum(map(sum, result.confusion)) == 48
+    plots = report.write_plots(result, str(tmp_path))
+    assert [os.path.basename(p) for p in plots] == ["training_curves.png", "confusion_matrix.png"]
+    lines = report.summary_lines(result, 0.0)
+    assert lines[1].startswith("BLESSED") and lines[2].startswith("Pushed to ")
+
+
+def _inputs_of(metadata_path, type_name):
+    """{execution id: [input artifact ids]} of the executions of one component type."""
+    from ml_metadata.metadata_store import metadata_store
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(config)
+    executions = store.get_executions_by_type(type_name)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    inputs: dict[int, list[int]] = {}
+    for event in events:
+        if event.type == metadata_store_pb2.Event.INPUT:
+            inputs.setdefault(event.execution_id, []).append(event.artifact_id)
+    return store, inputs
+
+
+def test_retraining_starts_from_and_is_judged_against_the_blessed_model(pipeline_run, retrain_run):
+    store, _ = _inputs_of(retrain_run["metadata"], "tfx.components.trainer.component.Trainer")
+    models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
+    assert len(models) == 2
+    first, second = models
+    _, trainer_inputs = _inputs_of(
+        retrain_run["metadata"], "tfx.components.trainer.component.Trainer"
+    )
+    last_trainer = max(trainer_inputs)
+    assert first.id in trainer_inputs[last_trainer]  # base_model = the blessed first model
+    _, evaluator_inputs = _inputs_of(
+        retrain_run["metadata"], "tfx.components.evaluator.component.Evaluator"
+    )
+    assert {first.id, second.id} <= set(evaluator_inputs[max(evaluator_inputs)])  # baseline
+
+
+def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, retrain_run):
+    assert len(_versions(retrain_run["serving_dir"])) == 1  # still only the first run's push
+    result = report.collect(retrain_run["metadata"], retrain_run["since"])
+    assert result.blessed is False and result.pushed_to is None and result.has_baseline
+    lines = report.summary_lines(result, 1.01)
+    assert lines[1].startswith("NOT BLESSED: accuracy") and "< the threshold 1.010" in lines[1]
+    assert lines[2] == "Nothing pushed (only blessed models are)."
