@@ -84,7 +84,7 @@ assert not loaded, loaded
 @pytest.fixture(scope="session")
 def tiny_converted(tiny_checkpoints, tmp_path_factory):
     """Work done in ONE process where `import torch` fails: `python -m model.convert` of the
-    official .pth ('official': dir) and of the backbone-only one ('official_no_head': dir), and
+    official .pth ('official': dir, with the backbone module in dir/backbone), and
     load_checkpoint of each .pth saved as .npz ('<format>_npz': {torchvision key: array})."""
     import os
     import subprocess
@@ -92,11 +92,10 @@ def tiny_converted(tiny_checkpoints, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_converted")
     outs, jobs, reads = {}, [], []
-    for fmt in ("official", "official_no_head"):
-        outs[fmt] = str(root / fmt)
-        argv = ["--checkpoint", tiny_checkpoints[fmt], "--variant", "tiny", "--output", outs[fmt]]
-        argv += ["--frames", str(TINY_SHAPE[0]), "--size", str(TINY_SHAPE[1]), str(TINY_SHAPE[2])]
-        jobs.append(argv + (["--no-head"] if fmt.endswith("no_head") else []))
+    outs["official"] = str(root / "official")
+    argv = ["--checkpoint", tiny_checkpoints["official"], "--variant", "tiny"]
+    argv += ["--output", outs["official"], "--frames", str(TINY_SHAPE[0])]
+    jobs.append(argv + ["--size", str(TINY_SHAPE[1]), str(TINY_SHAPE[2])])
     for fmt in ("official", "torchvision"):
         outs[f"{fmt}_npz"] = str(root / f"{fmt}.npz")
         reads.append((tiny_checkpoints[fmt], outs[f"{fmt}_npz"]))
@@ -110,3 +109,12 @@ def tiny_converted(tiny_checkpoints, tmp_path_factory):
         timeout=600,
     )
     return outs
+
+
+@pytest.fixture(scope="session")
+def tiny_converted_loaded(tiny_converted):
+    """tf.saved_model.load of tiny_converted['official'] (loading restores every traced
+    function, gradients included: do it once)."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(tiny_converted["official"])

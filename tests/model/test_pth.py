@@ -54,17 +54,18 @@ def test_reads_what_torch_load_reads(tmp_path):
     assert got["state_dict"]["offset_view"].flags.c_contiguous  # a copy, not a view of the zip
 
 
-def test_official_and_torchvision_match_torch_without_torch(tiny_converted, torch_tiny):
+def test_official_and_torchvision_match_torch_without_torch(
+    tiny_converted, tiny_converted_loaded, torch_tiny
+):
     """tiny_converted read both .pth files and ran `python -m model.convert` on the official
     one in a process where `import torch` failed."""
     clips = random_clips((2, *TINY_SHAPE), seed=11)
     ref = torch_reference.run(torch_tiny, clips)
-    serve = tf.saved_model.load(tiny_converted["official"]).signatures["serving_default"]
-    logits = serve(clips=tf.constant(clips))["logits"].numpy()
+    signatures = tiny_converted_loaded.signatures
+    logits = signatures["serving_default"](clips=tf.constant(clips))["logits"].numpy()
     assert logits.shape == (2, TINY_CLASSES)
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0)
-    features = tf.saved_model.load(tiny_converted["official_no_head"]).signatures["features"]
-    got = features(clips=tf.constant(clips))["features"].numpy()
+    got = signatures["features"](clips=tf.constant(clips))["features"].numpy()
     np.testing.assert_allclose(got, ref["features"], atol=1e-4, rtol=0)
     expected = {k: v.numpy() for k, v in torch_tiny.state_dict().items()}
     for fmt in ("official", "torchvision"):

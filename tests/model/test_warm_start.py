@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from model import hub
 from model.pth import CheckpointError
 from model.video_swin import build_classifier, feature_model
 from model.warm_start import initialize
@@ -111,7 +112,8 @@ def test_converted_directory(tiny_converted, reference):
     assert "head replaced (5 -> 9" in initialize(other, pretrained=tiny_converted["official"])
     backbone_only = _classifier()
     head = _head(backbone_only)
-    description = initialize(backbone_only, pretrained=tiny_converted["official_no_head"])
+    backbone_module = os.path.join(tiny_converted["official"], hub.BACKBONE_DIR)
+    description = initialize(backbone_only, pretrained=backbone_module)
     assert "backbone only (the source has no head)" in description
     np.testing.assert_allclose(_features(backbone_only), reference["features"], atol=1e-4, rtol=0)
     np.testing.assert_array_equal(_head(backbone_only)[0], head[0])
