@@ -1,10 +1,18 @@
-"""Swin-T speed: this TF model (eager, tf.function, tf.function+XLA) vs torchvision on CPU.
+"""Swin-T speed on the CPU: this TF model against torchvision, each in its own fresh process.
 
-    python -m benchmarks.model_speed [--quick]
+    python -m benchmarks.model_speed [--quick] [--shape 1x32x224x224] [--rounds 2]
+        [--repeats 3] [--threads N] [--config trainer|adamw] [--xla-forward]
 
-Forward (inference) and one training step (forward + backward + AdamW) at 1x3x32x224x224, median
-of several runs after a warm-up; writes benchmarks/results/model_speed.json and prints a table.
-Timings are only comparable on a quiet machine.
+Forward (inference, `tf.function` / `torch.no_grad`) and one training step (forward + backward +
+optimizer; by default the Trainer's configuration, see benchmarks/swin_t_step.py) on random
+weights and clips. Fair by construction:
+- each framework runs in its own fresh process (their thread pools never compete, and neither
+  inherits the other's allocator or caches), the processes alternated A/B/A/B over `--rounds`;
+- the same thread count in both: TF's intra- and inter-op pools and torch's intra- and inter-op
+  threads (and OMP_NUM_THREADS) are all set to `--threads`;
+- every timed run is printed with its CPU seconds and the 1-minute load average, so a run slowed
+  by other work on the machine shows; medians and per-round ratios are reported.
+Writes benchmarks/results/model_speed.json.
 """
 
 from __future__ import annotations
@@ -14,147 +22,211 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 400
+RESULT_PREFIX = "RESULT "
 
 
-def _time(name: str, fn, repeats: int) -> dict:
+def _time(framework: str, name: str, fn, repeats: int) -> dict:
+    """Warm-up call, then `repeats` timed calls, each printed: wall s, process CPU s, load."""
     start = time.perf_counter()
-    fn()  # warm-up: tracing, XLA compilation, allocator growth
-    warmup = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    fn()  # tracing, graph optimisation, allocator growth
+    first = time.perf_counter() - start
+    print(f"  {framework} {name}: first call {first:.1f} s", flush=True)
+    runs = []
+    for i in range(repeats):
+        cpu, start = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    print(f"  {name}: {median:.3f} s (first call {warmup:.1f} s)", flush=True)
-    return {"median_s": median, "times_s": times, "first_call_s": warmup}
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        load = os.getloadavg()[0]
+        runs.append({"wall_s": wall, "cpu_s": cpu, "load1": load})
+        print(
+            f"  {framework} {name} run {i + 1}: {wall:.3f} s wall, {cpu:.2f} s CPU, load {load:.2f}",
+            flush=True,
+        )
+    return {"first_call_s": first, "runs": runs}
 
 
-def bench_tf(shape, num_classes: int, repeats: int, train_repeats: int, xla_train: bool) -> dict:
+def _tf_forward(shape, repeats: int, xla_forward: bool) -> dict:
+    import numpy as np
     import tensorflow as tf
 
-    from benchmarks.swin_t_step import swin_t_training
+    from model.video_swin import build_classifier
 
-    model, clips, labels, step = swin_t_training(shape, num_classes)
-    fwd = tf.function(lambda x: model(x, training=False))
-    fwd_xla = tf.function(lambda x: model(x, training=False), jit_compile=True)
-    train = tf.function(step)
-    train_xla = tf.function(step, jit_compile=True)
-    out = {}
-    out["tf_eager_forward"] = _time(
-        "tf_eager_forward", lambda: model(clips, training=False).numpy(), repeats
-    )
-    out["tf_function_forward"] = _time("tf_function_forward", lambda: fwd(clips).numpy(), repeats)
-    out["tf_xla_forward"] = _time("tf_xla_forward", lambda: fwd_xla(clips).numpy(), repeats)
-    out["tf_function_train_step"] = _time(
-        "tf_function_train_step", lambda: train(clips, labels).numpy(), train_repeats
-    )
-    if xla_train:
-        out["tf_xla_train_step"] = _time(
-            "tf_xla_train_step", lambda: train_xla(clips, labels).numpy(), train_repeats
-        )
+    model = build_classifier("swin_t", NUM_CLASSES, shape[1:])
+    clips = tf.constant(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    forward = tf.function(lambda x: model(x, training=False))
+    out = {"forward": _time("tf", "forward", lambda: forward(clips).numpy(), repeats)}
+    if xla_forward:
+        xla = tf.function(lambda x: model(x, training=False), jit_compile=True)
+        out["xla_forward"] = _time("tf", "xla_forward", lambda: xla(clips).numpy(), repeats)
     return out
 
 
-def bench_torch(shape, num_classes: int, repeats: int, train_repeats: int) -> dict:
+def child_tf(shape, threads: int, repeats: int, config: str, xla_forward: bool) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from benchmarks.swin_t_step import tf_train_step
+
+    out = _tf_forward(shape, repeats, xla_forward)
+    out["train_step"] = _time(
+        "tf", "train_step", tf_train_step(config, shape, NUM_CLASSES), repeats
+    )
+    out["version"] = tf.__version__
+    assert "torch" not in sys.modules, "the TensorFlow process must not import torch"
+    return out
+
+
+def child_torch(shape, threads: int, repeats: int, config: str) -> dict:
     import torch
     from torchvision.models.video import swin3d_t
 
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+    from benchmarks.swin_t_step import torch_train_step
+
     torch.manual_seed(0)
-    model = swin3d_t(num_classes=num_classes)
+    model = swin3d_t(num_classes=NUM_CLASSES)
     clips = torch.randn(shape[0], shape[4], *shape[1:4])
-    labels = torch.ones(shape[0], dtype=torch.long)
 
     def forward():
         model.eval()
         with torch.no_grad():
             model(clips)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    out = {"forward": _time("torch", "forward", forward, repeats)}
+    out["train_step"] = _time(
+        "torch", "train_step", torch_train_step(config, model, clips), repeats
+    )
+    out["version"] = torch.__version__
+    # TF's thread pools and OpenMP runtime beside torch's slowed torch several-fold here.
+    assert "tensorflow" not in sys.modules, "the torch process must not import TensorFlow"
+    return out
 
-    def train_step():
-        model.train()
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(clips), labels)
-        loss.backward()
-        optimizer.step()
 
-    return {
-        "torch_forward": _time("torch_forward", forward, repeats),
-        "torch_train_step": _time("torch_train_step", train_step, train_repeats),
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-    }
+def _run_child(framework: str, args) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.model_speed", "--child", framework]
+    cmd += ["--shape", args.shape, "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    cmd += ["--config", args.config] + (["--xla-forward"] if args.xla_forward else [])
+    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in proc.stdout:  # stream every run as it happens
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX) :])
+        else:
+            print(line, end="", flush=True)
+    if proc.wait() != 0 or result is None:
+        raise RuntimeError(f"{framework} benchmark process failed (exit {proc.returncode})")
+    return result
+
+
+def _median(runs: list[dict], key: str = "wall_s") -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Medians over every run of every round, and TF/torch per round (neighbouring processes)."""
+    out = {}
+    for name in ("forward", "xla_forward", "train_step"):
+        if name not in rounds[0]["tf"]:
+            continue
+        tf_runs = [r for rd in rounds for r in rd["tf"][name]["runs"]]
+        torch_name = "forward" if name == "xla_forward" else name
+        torch_runs = [r for rd in rounds for r in rd["torch"][torch_name]["runs"]]
+        per_round = [
+            _median(rd["tf"][name]["runs"]) / _median(rd["torch"][torch_name]["runs"])
+            for rd in rounds
+        ]
+        out[name] = {
+            "tf_median_s": _median(tf_runs),
+            "torch_median_s": _median(torch_runs),
+            "ratio_tf_over_torch": _median(tf_runs) / _median(torch_runs),
+            "ratio_per_round": per_round,
+            "tf_cpu_median_s": _median(tf_runs, "cpu_s"),
+            "torch_cpu_median_s": _median(torch_runs, "cpu_s"),
+            "load1_range": [
+                min(r["load1"] for r in tf_runs + torch_runs),
+                max(r["load1"] for r in tf_runs + torch_runs),
+            ],
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1x8x112x112 clips, one repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--xla-train",
-        action="store_true",
-        help="also time an XLA-compiled training step (slow to compile and run on CPU)",
-    )
+    parser.add_argument("--quick", action="store_true", help="1x8x112x112, 1 round, 1 repeat")
+    parser.add_argument("--shape", default="1x32x224x224", help="N x T x H x W")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs of fresh processes")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--config", default=None, help="training step: trainer or adamw")
+    parser.add_argument("--xla-forward", action="store_true", help="also TF's XLA forward")
     parser.add_argument("--output", default=os.path.join(RESULTS, "model_speed.json"))
+    parser.add_argument("--child", choices=["tf", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shape = (1, 8, 112, 112, 3) if args.quick else (1, 32, 224, 224, 3)
-    repeats = 1 if args.quick else args.repeats
-    train_repeats = 1 if args.quick else max(1, args.repeats - 1)
-    import tensorflow as tf
+    from benchmarks.swin_t_step import CONFIGS, DEFAULT_CONFIG
 
+    args.config = args.config or DEFAULT_CONFIG
+    if args.config not in CONFIGS:
+        parser.error(f"--config must be one of {CONFIGS}")
+    if args.quick:
+        args.shape, args.rounds, args.repeats = "1x8x112x112", 1, 1
+    shape = (*(int(s) for s in args.shape.split("x")), 3)
+    if args.child == "tf":
+        result = child_tf(shape, args.threads, args.repeats, args.config, args.xla_forward)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+    if args.child == "torch":
+        result = child_torch(shape, args.threads, args.repeats, args.config)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+
+    rounds = []
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}", flush=True)
+        rounds.append({fw: _run_child(fw, args) for fw in ("tf", "torch")})
+    summary = summarise(rounds)
     results = {
-        "model": "swin_t (28.2M parameters), 400 classes, random weights",
+        "model": f"swin_t (28.2M parameters), {NUM_CLASSES} classes, random weights",
         "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
-        "quick": args.quick,
+        "training_step": args.config,
+        "method": "each framework in its own fresh process, alternated tf/torch per round; "
+        f"{args.threads} intra-op and inter-op threads in both; medians of wall time over all "
+        "timed runs after one warm-up call per process",
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
+            "tensorflow": rounds[0]["tf"]["version"],
+            "torch": rounds[0]["torch"]["version"],
         },
-        **bench_tf(shape, 400, repeats, train_repeats, args.xla_train or args.quick),
-        **bench_torch(shape, 400, repeats, train_repeats),
+        "summary": summary,
+        "rounds": rounds,
     }
-    torch_fwd = results["torch_forward"]["median_s"]
-    torch_train = results["torch_train_step"]["median_s"]
-    results["ratios_tf_over_torch"] = {
-        "eager_forward": results["tf_eager_forward"]["median_s"] / torch_fwd,
-        "function_forward": results["tf_function_forward"]["median_s"] / torch_fwd,
-        "xla_forward": results["tf_xla_forward"]["median_s"] / torch_fwd,
-        "function_train_step": results["tf_function_train_step"]["median_s"] / torch_train,
-    }
-    if "tf_xla_train_step" in results:
-        results["ratios_tf_over_torch"]["xla_train_step"] = (
-            results["tf_xla_train_step"]["median_s"] / torch_train
-        )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
-    print(f"Swin-T {results['input']}, {os.cpu_count()} CPUs (median seconds)")
-    print(f"{'measurement':<26}{'seconds':>10}{'TF/torch':>10}")
-    rows = [
-        ("tf_eager_forward", torch_fwd),
-        ("tf_function_forward", torch_fwd),
-        ("tf_xla_forward", torch_fwd),
-        ("torch_forward", None),
-        ("tf_function_train_step", torch_train),
-        ("tf_xla_train_step", torch_train),
-        ("torch_train_step", None),
-    ]
-    for name, ref in rows:
-        if name not in results:
-            continue
-        sec = results[name]["median_s"]
-        ratio = f"{sec / ref:.2f}" if ref else ""
-        print(f"{name:<26}{sec:>10.3f}{ratio:>10}")
+    print(
+        f"Swin-T {results['input']}, {args.threads} threads each, {args.rounds} round(s), "
+        f"training step: {args.config} (median wall seconds)"
+    )
+    print(f"{'measurement':<14}{'TF':>9}{'torch':>9}{'TF/torch':>10}  per round      load")
+    for name, s in summary.items():
+        rounds_text = " ".join(f"{r:.2f}" for r in s["ratio_per_round"])
+        load = "{:.1f}-{:.1f}".format(*s["load1_range"])
+        print(
+            f"{name:<14}{s['tf_median_s']:>9.3f}{s['torch_median_s']:>9.3f}"
+            f"{s['ratio_tf_over_torch']:>10.2f}  {rounds_text:<14} {load}"
+        )
     print(f"-> {args.output}")
     return 0
 
