@@ -17,6 +17,7 @@ state (step counter, slots) of the source leaks into the new run.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -36,13 +37,14 @@ def initialize(classifier, base_model: str | None = None, pretrained: str | None
 
     classifier: tf_keras model from model.video_swin.build_classifier (layers 'backbone', 'head').
     base_model: a Trainer SavedModel directory (or a TFX Model artifact URI holding
-    Format-Serving/); pretrained: a .pth file or a model.convert output directory.
+    Format-Serving/); pretrained: a .pth file or a model.convert output directory (or its
+    backbone/). Paths may be any filesystem tf.io.gfile reads (gs://...).
     """
     if base_model:
         description = f"base model {base_model}: " + _from_saved_model(
             classifier, _saved_model_dir(base_model), "base model"
         )
-    elif pretrained and os.path.isdir(pretrained):
+    elif pretrained and tf.io.gfile.isdir(pretrained):
         description = f"converted checkpoint {pretrained}: " + _from_saved_model(
             classifier, pretrained, "converted checkpoint"
         )
@@ -59,12 +61,11 @@ def initialize(classifier, base_model: str | None = None, pretrained: str | None
 
 
 def _saved_model_dir(path: str) -> str:
-    if not os.path.isdir(path):
+    if not tf.io.gfile.isdir(path):
         raise CheckpointError(f"{path}: base model directory does not exist")
     serving = os.path.join(path, "Format-Serving")  # a TFX Model artifact's layout
-    if not os.path.exists(os.path.join(path, "saved_model.pb")) and os.path.isdir(serving):
-        return serving
-    return path
+    has_pb = tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
+    return serving if not has_pb and tf.io.gfile.isdir(serving) else path
 
 
 def _head_split(classifier) -> int:
@@ -127,6 +128,17 @@ def _from_saved_model(classifier, directory: str, what: str) -> str:
 
 
 def _from_pth(classifier, path: str) -> str:
+    if "://" in path:  # gs://, s3://...: the reader needs a local file
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            try:
+                tf.io.gfile.copy(path, local)
+            except tf.errors.OpError as e:
+                raise CheckpointError(f"{path}: cannot read checkpoint: {e.message}") from e
+            try:
+                return _from_pth(classifier, local)
+            except CheckpointError as e:
+                raise CheckpointError(str(e).replace(local, path)) from e
     state, fmt = convert.load_checkpoint(path)
     theirs = convert.num_classes_of(state)
     num_classes = classifier.get_layer("head").num_classes

@@ -83,6 +83,16 @@ def test_pth_with_head(tiny_checkpoints, reference, fmt):
     np.testing.assert_allclose(_logits(model), reference["logits"], atol=1e-4, rtol=0)
 
 
+def test_pth_on_another_filesystem(tiny_checkpoints, reference):
+    remote = "ram://warm_start/tiny_official.pth"  # as gs://: read through tf.io.gfile
+    tf.io.gfile.copy(tiny_checkpoints["official"], remote, overwrite=True)
+    model = _classifier()
+    assert initialize(model, pretrained=remote).startswith(f"pretrained checkpoint {remote}: ")
+    np.testing.assert_allclose(_logits(model), reference["logits"], atol=1e-4, rtol=0)
+    with pytest.raises(CheckpointError, match=r"ram://warm_start/absent\.pth: cannot read"):
+        initialize(model, pretrained="ram://warm_start/absent.pth")
+
+
 def test_pth_head_replaced_when_classes_differ(tiny_checkpoints, reference):
     model = _classifier(num_classes=3)
     head = _head(model)
