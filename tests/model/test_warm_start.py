@@ -142,6 +142,18 @@ def test_base_model_takes_precedence(base_model, tiny_checkpoints):
     assert int(model.optimizer.iterations.numpy()) == 0  # no optimizer state carried over
 
 
+def test_base_model_holding_only_the_variables(base_model, tmp_path):
+    """model/export.py's layout: `classifier` tracks the weights (in model.variables order)
+    but not the Keras model, whose per-layer traces would make the export slow."""
+    _, trained = base_model
+    module = tf.Module()
+    module.classifier = tf.train.Checkpoint(variables=list(trained.variables))
+    tf.saved_model.save(module, str(tmp_path))
+    model = _classifier(seed=3)
+    assert "backbone and head" in initialize(model, base_model=str(tmp_path))
+    np.testing.assert_array_equal(_logits(model), _logits(trained))
+
+
 def test_base_model_with_other_classes_restores_the_backbone(base_model):
     artifact_uri, trained = base_model
     model = _classifier(num_classes=7, seed=2)
