@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-batch", type=int, default=8, help="examples merged into one model call (1: off)"
     )
+    parser.add_argument(
+        "--batch-threads", type=int, default=2, help="model calls running at once when batching"
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -33,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     from serving.server import create_app
 
     repository = ModelRepository(args.model_dir, args.poll_interval, args.model_name)
-    app = create_app(repository, int(args.max_body_mb * (1 << 20)), args.workers, args.max_batch)
+    app = create_app(
+        repository,
+        int(args.max_body_mb * (1 << 20)),
+        args.workers,
+        args.max_batch,
+        args.batch_threads,
+    )
     uvicorn.run(
         app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning"
     )

@@ -47,11 +47,12 @@ def create_app(
     max_body_bytes: int = 32 << 20,
     workers: int = 16,
     max_batch: int = 8,
+    batch_threads: int = 2,
 ) -> FastAPI:
     """The ASGI app. On start-up it loads the newest version (before the port answers, where one
     exists) and then polls for newer ones every repository.poll_interval_s."""
     executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="predict")
-    batcher = Batcher(max_batch) if max_batch > 1 else None
+    batcher = Batcher(max_batch, batch_threads) if max_batch > 1 else None
     call = batcher or call_signature
 
     @contextlib.asynccontextmanager
