@@ -113,6 +113,8 @@ def create_app(
                 if match["metadata"]:
                     return _json(rest.metadata_response(repository.name, loaded))
                 return _json(rest.status_response(repository.name, loaded))
+            # The body first: a client that is still sending must hear the answer, not a reset.
+            body = await _read_body(request, max_body_bytes)
             match = _POST.fullmatch(path)
             if not match:
                 raise rest.RequestError(404, f"no such path: POST {path}")
@@ -121,7 +123,6 @@ def create_app(
                     400, f"method {match['method']!r} is not supported; use :predict"
                 )
             loaded = resolve(match["name"], match["version"])
-            body = await _read_body(request, max_body_bytes)
             loop = asyncio.get_running_loop()
             return _json(await loop.run_in_executor(executor, predict, loaded, body))
         except rest.RequestError as error:
