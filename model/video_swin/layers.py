@@ -56,69 +56,7 @@ def _dense_rows(layer: keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
 
 def _layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
     # Keras' default epsilon is 1e-3; the checkpoints were trained with 1e-5.
-    return LayerNorm(epsilon=epsilon, name=name)
-
-
-class LayerNorm(keras.layers.LayerNormalization):
-    """Keras' LayerNormalization (same weights, maths, dtype rules) over the last axis, with a
-    hand-written gradient.
-
-    With epsilon 1e-5 Keras cannot use its fused kernel (it needs >= 1.001e-5), so its backward
-    is autodiff through moments and batch_normalization: about twice the elementwise passes
-    over the activations of this one.
-    """
-
-    def call(self, inputs):
-        if self.axis != [inputs.shape.rank - 1]:
-            return super().call(inputs)
-        x = tf.cast(inputs, self.compute_dtype)
-        out_dtype = x.dtype
-        if x.dtype in (tf.float16, tf.bfloat16):
-            x = tf.cast(x, tf.float32)  # as Keras: statistics in float32 under mixed precision
-        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
-        return tf.cast(_layer_norm_last_axis(x, gamma, beta, self.epsilon), out_dtype)
-
-
-def _layer_norm_last_axis(x, gamma, beta, epsilon: float):
-    """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis of a float32 x."""
-
-    @tf.custom_gradient
-    def norm(x, gamma, beta):
-        mean = tf.reduce_mean(x, -1, keepdims=True)
-        centred = x - mean
-        rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), -1, keepdims=True) + epsilon)
-        xhat = centred * rstd
-
-        def grad(dy):
-            rows = list(range(x.shape.rank - 1))
-            g = dy * gamma
-            dx = rstd * (
-                g
-                - tf.reduce_mean(g, -1, keepdims=True)
-                - xhat * tf.reduce_mean(g * xhat, -1, keepdims=True)
-            )
-            return dx, tf.reduce_sum(dy * xhat, rows), tf.reduce_sum(dy, rows)
-
-        return xhat * gamma + beta, grad
-
-    return norm(x, gamma, beta)
-
-
-@tf.custom_gradient
-def gelu_exact(x):
-    """x * Phi(x) (erf GELU, as tf.nn.gelu(approximate=False)) with a hand-written gradient.
-
-    dy * (Phi(x) + x phi(x)) takes a few elementwise passes; autodiff through erf and the
-    products took about twice as many over the MLP's largest activations.
-    """
-    u = x * tf.cast(0.7071067811865476, x.dtype)  # x / sqrt(2)
-    cdf = 0.5 * (1.0 + tf.math.erf(u))
-
-    def grad(dy):
-        # x phi(x) = x exp(-x^2 / 2) / sqrt(2 pi) = u exp(-u^2) / sqrt(pi)
-        return dy * (cdf + u * tf.cast(0.5641895835477563, x.dtype) * tf.exp(-tf.square(u)))
-
-    return x * cdf, grad
+    return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
 
 
 class PatchEmbed3D(Layer):
@@ -256,7 +194,7 @@ class Mlp(Layer):
     def call(self, x):
         # Rank-2 matmuls, as in _dense_rows.
         rows = tf.reshape(x, [-1, self.dim])
-        rows = self.fc2(gelu_exact(self.fc1(rows)))
+        rows = self.fc2(tf.nn.gelu(self.fc1(rows), approximate=False))
         return tf.reshape(rows, [-1, *x.shape[1:]])
 
 
