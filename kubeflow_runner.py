@@ -62,7 +62,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         ingest_options=configs.INGEST_OPTIONS,
         train_options=cli.train_options(configs.TRAIN_OPTIONS, args),
         min_accuracy=configs.MIN_ACCURACY if args.min_accuracy is None else args.min_accuracy,
-        schema_path=args.schema,
+        schema_path=args.schema or cli.default_schema(args.data_root),
         allow_anomalies=args.allow_anomalies,
         beam_pipeline_args=args.beam_pipeline_args.split(),
     )

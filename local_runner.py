@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     from pipeline.pipeline import create_pipeline
 
     if args.data_root:
-        data_root, schema_path = args.data_root, args.schema
+        data_root = args.data_root
+        schema_path = args.schema or cli.default_schema(data_root)
         ingest, training, min_accuracy, beam_args = (
             configs.INGEST_OPTIONS,
             configs.TRAIN_OPTIONS,

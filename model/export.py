@@ -32,19 +32,23 @@ FRAMES_SIGNATURE = "serving_frames"
 
 
 def _in_chunks(fn, x: tf.Tensor, chunk_size: int, output_spec: tf.TensorSpec) -> tf.Tensor:
-    """fn over rows of x in chunks of chunk_size, one chunk at a time -> concatenated rows."""
+    """fn over rows of x in chunks of at most chunk_size, one chunk at a time -> all rows.
+
+    A batch smaller than chunk_size is one chunk of its own size (no padding work).
+    """
     batch = tf.shape(x)[0]
-    chunks = (batch + chunk_size - 1) // chunk_size
-    pad = chunks * chunk_size - batch
+    size = tf.maximum(tf.minimum(batch, chunk_size), 1)
+    chunks = (batch + size - 1) // size
+    pad = chunks * size - batch
     x = tf.concat([x, tf.repeat(x[:1], pad, axis=0)], axis=0)  # pad with copies of row 0
-    x = tf.reshape(x, tf.concat([[chunks, chunk_size], tf.shape(x)[1:]], axis=0))
+    x = tf.reshape(x, tf.concat([[chunks, size], tf.shape(x)[1:]], axis=0))
     y = tf.map_fn(
         fn,
         x,
-        fn_output_signature=tf.TensorSpec([chunk_size, *output_spec.shape], output_spec.dtype),
+        fn_output_signature=tf.TensorSpec([None, *output_spec.shape], output_spec.dtype),
         parallel_iterations=1,  # one chunk in memory at a time
     )
-    y = tf.reshape(y, tf.concat([[chunks * chunk_size], tf.shape(y)[2:]], axis=0))
+    y = tf.reshape(y, tf.concat([[chunks * size], tf.shape(y)[2:]], axis=0))
     return y[:batch]
 
 

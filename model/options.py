@@ -50,6 +50,7 @@ class TrainOptions:
     checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
     pretrained: str = _option("", "official .pth or `python -m model.convert` directory")
     serving_chunk: int = _option(8, "clips decoded and classified at a time when serving")
+    seed: int = _option(0, "random seed of initialisation, shuffling and augmentation")
 
     def __post_init__(self):
         if self.clip_frames > self.sampled_frames:

@@ -337,9 +337,16 @@ def train(
     run_dir: str,
     strategy: tf.distribute.Strategy | None = None,
     initialize=None,
+    callbacks: list | None = None,
 ) -> TrainResult:
-    """Fits the model; `initialize(classifier)` sets starting weights (the warm start)."""
+    """Fits the model; `initialize(classifier)` sets starting weights (the warm start).
+
+    A process killed mid-training and started again with the same run_dir resumes from its last
+    checkpoint (epoch, step, both optimizers' state, the schedule's position): BackupAndRestore,
+    every `checkpoint_every` steps or every epoch.
+    """
     strategy = strategy or make_strategy(options.strategy)
+    keras.utils.set_random_seed(options.seed)  # same initial weights and draws every run
     class_names = read_class_names(tf_transform_output)
     feature_spec = tf_transform_output.transformed_feature_spec()
     train_examples = scan_labels(train_files, len(class_names))
@@ -383,6 +390,7 @@ def train(
         ),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch", write_graph=False),
         _EpochLog(options.epochs),
+        *(callbacks or []),
     ]
     history = model.fit(
         train_data,

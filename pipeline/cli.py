@@ -39,6 +39,20 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def default_schema(data_root: str) -> str | None:
+    """UCF101's curated schema for an official UCF101 root; None (infer) for other sets."""
+    from data import ucf101
+
+    if "://" in data_root:  # a bucket: not looked into at compile time; pass --schema
+        return None
+    try:
+        classes = ucf101.class_index_of(data_root)
+    except (ucf101.DataLayoutError, OSError):
+        return None  # not readable from here (e.g. a bucket at compile time): infer
+    official = ucf101.read_class_index(configs.UCF101_CLASS_INDEX)
+    return configs.UCF101_SCHEMA if classes == official else None
+
+
 def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:
     """`base` with every training flag that was given."""
     changes = {

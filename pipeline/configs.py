@@ -31,6 +31,10 @@ SYNTHETIC_INGEST_OPTIONS = IngestOptions(frame_stride=1, max_frames=64)
 # check it in as schema/<data set>/schema.pbtxt.
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 SYNTHETIC_SCHEMA = os.path.join(SCHEMA_DIR, "synthetic", "schema.pbtxt")
+# UCF101's (101 classes in classInd order, label range, frame bounds), used by default for a
+# data root whose classInd.txt is the official one.
+UCF101_SCHEMA = os.path.join(SCHEMA_DIR, "ucf101", "schema.pbtxt")
+UCF101_CLASS_INDEX = os.path.join(SCHEMA_DIR, "ucf101", "classInd.txt")
 
 # Beam for every Beam-based component: local multi-process DirectRunner. On a cluster, pass
 # e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...

@@ -79,9 +79,8 @@ def tiny_train_options(**changes):
 
     from pipeline import configs
 
-    return dataclasses.replace(
-        configs.SYNTHETIC_TRAIN_OPTIONS, epochs=2, batch_size=8, shuffle_buffer=64, **changes
-    )
+    settings = {"epochs": 8, "batch_size": 8, "shuffle_buffer": 64, **changes}
+    return dataclasses.replace(configs.SYNTHETIC_TRAIN_OPTIONS, **settings)
 
 
 def run_pipeline(root, data_root, min_accuracy: float, enable_cache: bool = False, **kwargs):

@@ -1,21 +1,142 @@
-"""MirroredStrategy over two logical CPU devices: build and one training step (own process)."""
+"""tf.distribute, each in processes of its own: a Keras step under MirroredStrategy, the Trainer's
+train() for several epochs on two logical CPU devices, and a two-worker MultiWorkerMirroredStrategy
+cluster on localhost whose workers end with identical weights."""
 
+import glob
+import json
 import os
+import socket
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def test_mirrored_strategy_train_step():
-    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
         [sys.executable, "-m", "tests.model.mirrored_train_step"],
         cwd=REPO,
-        env=env,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("OK "), proc.stdout
+
+
+def _transformed(pipeline_run) -> list[str]:
+    root = pipeline_run["pipeline_root"]
+    (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
+    (examples,) = glob.glob(f"{root}/Transform/transformed_examples/*")
+    return [graph, f"{examples}/Split-train/*", f"{examples}/Split-eval/*"]
+
+
+def _start(mode, pipeline_run, out, env=ENV):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.model.distributed_training",
+            mode,
+            *_transformed(pipeline_run),
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc, out):
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_several_epochs_with_validation_under_mirrored_strategy(pipeline_run, tmp_path):
+    """The 2022 port failed after epoch 1 under MirroredStrategy; here 3 epochs each validate."""
+    out = tmp_path / "mirrored.json"
+    result = _finish(_start("mirrored", pipeline_run, out), out)
+    assert result["strategy"] == "MirroredStrategy" and result["replicas"] == 2
+    assert result["train_examples"] == 96 and result["steps_per_epoch"] == 96 // 10
+    history = result["history"]
+    assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_accuracy"]) == 3
+    assert result["iterations"] == 3 * result["steps_per_epoch"]
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_end_with_identical_weights(pipeline_run, tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(ENV, TF_CONFIG=json.dumps(tf_config))
+        procs.append(
+            (
+                _start("worker", pipeline_run, tmp_path / f"w{index}.json", env),
+                tmp_path / f"w{index}.json",
+            )
+        )
+    results = [_finish(proc, out) for proc, out in procs]
+    for result in results:
+        assert result["strategy"] == "MultiWorkerMirroredStrategy" and result["replicas"] == 2
+        assert len(result["history"]["val_accuracy"]) == 2
+        assert result["iterations"] == 2 * result["steps_per_epoch"] > 0
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_a_killed_trainer_resumes_from_its_checkpoint(pipeline_run, tmp_path):
+    """SIGKILL mid-training, then the same command again: it continues, it does not restart.
+
+    Weights are not compared with an uninterrupted run: the input pipeline's random crops and
+    shuffles are not part of the checkpoint, so only the counters can be exact.
+    """
+    import signal
+    import time
+
+    run_dir, out = tmp_path / "run", tmp_path / "out.json"
+    args = [
+        sys.executable,
+        "-m",
+        "tests.model.resumable_training",
+        *_transformed(pipeline_run),
+        str(run_dir),
+        str(out),
+    ]
+    first = subprocess.Popen(args, cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+    steps = 0
+    for line in first.stdout:  # "step N" after each training step
+        if line.startswith("step "):
+            steps = int(line.split()[1])
+            if steps >= 16:  # past epoch 1 (12 steps) and a few checkpoints into epoch 2
+                break
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert steps >= 16 and not out.exists()
+    time.sleep(1)
+    second = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-4000:]
+    result = json.loads(out.read_text())
+    total = 3 * result["steps_per_epoch"]
+    assert result["head_iterations"] == result["backbone_iterations"] == total
+    # Resumed at the last checkpoint (every 3 steps, so at step 15 or later): not from zero.
+    assert result["steps_run"] <= total - 15
+    assert result["epochs_logged"] == 2  # epochs 2 and 3; epoch 1 finished before the kill

@@ -84,3 +84,26 @@ def _to_official(key: str) -> str:
     if parts[0] == "head":
         return f"cls_head.fc_cls.{parts[1]}"
     return f"backbone.{key}"
+
+
+def official_checkpoint_from_keras(classifier, path: str) -> None:
+    """Saves a build_classifier model's weights as an official Video-Swin .pth, written by torch
+    (the inverse of model.convert's layouts): a pretrained checkpoint a test can start from."""
+    from model import convert
+
+    config = classifier.get_layer("backbone").config
+    num_classes = classifier.get_layer("head").num_classes
+    inverse = {
+        convert._conv3d: lambda w: np.transpose(w, (4, 3, 0, 1, 2)),
+        convert._linear: np.transpose,
+        convert._same: lambda w: w,
+    }
+    state = {
+        key: torch.from_numpy(np.ascontiguousarray(inverse[layout](variable.numpy())))
+        for key, variable, layout in convert.weight_plan(
+            classifier.get_layer("backbone"), classifier.get_layer("head")
+        )
+    }
+    model = from_config(config, num_classes)
+    model.load_state_dict(state, strict=False)  # relative_position_index buffers stay torch's
+    torch.save({"meta": {"source": "keras"}, "state_dict": official_state_dict(model)}, path)

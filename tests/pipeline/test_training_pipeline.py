@@ -66,8 +66,8 @@ def test_pushed_model_loads_in_a_fresh_process_without_this_repo(pipeline_run, t
     example = next(iter(_raw_eval_examples(pipeline_run["pipeline_root"]).values()))
     (tmp_path / "example.bin").write_bytes(example)
     script = f"""
-import json, sys, tensorflow as tf
-assert not any(p.startswith({os.getcwd()!r}) for p in sys.path if p), sys.path
+import importlib.util, json, tensorflow as tf
+assert importlib.util.find_spec("model") is None, "this repository is importable"
 model = tf.saved_model.load({os.path.join(pipeline_run["serving_dir"], version)!r})
 out = model.signatures["serving_default"](examples=tf.constant([open("example.bin", "rb").read()]))
 frames = tf.zeros([2, 8, 48, 40, 3], tf.uint8)
@@ -148,6 +148,12 @@ def test_training_history_and_report(pipeline_run, tmp_path):
     assert [os.path.basename(p) for p in plots] == ["training_curves.png", "confusion_matrix.png"]
     lines = report.summary_lines(result, 0.0)
     assert lines[1].startswith("BLESSED") and lines[2].startswith("Pushed to ")
+    # The run's model record: where it started from, its options and classes.
+    (record,) = glob.glob(f"{pipeline_run['pipeline_root']}/Trainer/model/*/training.json")
+    with open(record) as f:
+        record = json.load(f)
+    assert record["started_from"].startswith("from scratch")
+    assert record["class_names"] == list(synthetic.SPEC.classes)
 
 
 def _inputs_of(metadata_path, type_name):
@@ -180,6 +186,8 @@ def test_retraining_starts_from_and_is_judged_against_the_blessed_model(pipeline
         retrain_run["metadata"], "tfx.components.evaluator.component.Evaluator"
     )
     assert {first.id, second.id} <= set(evaluator_inputs[max(evaluator_inputs)])  # baseline
+    with open(os.path.join(second.uri, train.TRAINING_RECORD)) as f:
+        assert json.load(f)["started_from"].startswith(f"base model {first.uri}")
 
 
 def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, retrain_run):
@@ -189,3 +197,33 @@ def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, ret
     lines = report.summary_lines(result, 1.01)
     assert lines[1].startswith("NOT BLESSED: accuracy") and "< the threshold 1.010" in lines[1]
     assert lines[2] == "Nothing pushed (only blessed models are)."
+
+
+def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path):
+    """A first pipeline run on fresh metadata (no blessed model) with --pretrained: an official
+    .pth written by torch from the trained model's weights. Its first epoch beats the
+    from-scratch run's first epoch."""
+    from model import warm_start
+    from model.video_swin import build_classifier
+    from tests.conftest import run_pipeline
+    from tests.model import torch_reference
+
+    options = tiny_train_options()
+    classifier = build_classifier(options.variant, 6, options.clip_shape)
+    (model_dir,) = glob.glob(f"{pipeline_run['pipeline_root']}/Trainer/model/*")
+    warm_start.initialize(classifier, base_model=model_dir)
+    checkpoint = str(tmp_path / "swin_tiny_w4_official.pth")
+    torch_reference.official_checkpoint_from_keras(classifier, checkpoint)
+
+    paths = run_pipeline(
+        tmp_path,
+        pipeline_run["data_root"],
+        min_accuracy=0.0,
+        train_options=tiny_train_options(epochs=1, pretrained=checkpoint),
+    )
+    (record,) = glob.glob(f"{paths['pipeline_root']}/Trainer/model/*/training.json")
+    with open(record) as f:
+        warm = json.load(f)
+    assert warm["started_from"].startswith(f"pretrained checkpoint {checkpoint}")
+    scratch = report.collect(pipeline_run["metadata"]).history["val_accuracy"][0]
+    assert warm["final_epoch"]["val_accuracy"] > scratch

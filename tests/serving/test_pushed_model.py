@@ -1,0 +1,71 @@
+"""The server on the model the pipeline itself trained, blessed and pushed (not a stand-in)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import synthetic
+from data.ingest import IngestOptions
+from serving import client
+from tests.serving.conftest import Server, get_json, post_json
+
+pytestmark = pytest.mark.slow  # needs the pipeline run
+
+EMBEDDED = IngestOptions(frame_stride=1, max_frames=64)  # how the embedded set was ingested
+
+
+@pytest.fixture(scope="module")
+def pushed(pipeline_run, tmp_path_factory):
+    base = pipeline_run["serving_dir"]
+    server = Server(base, tmp_path_factory.mktemp("logs") / "pushed.log")
+    (version,) = os.listdir(base)
+    yield server, os.path.basename(base), version
+    server.stop()
+
+
+def test_status_metadata_and_both_signatures(pushed, tmp_path):
+    server, name, version = pushed
+    status, body = get_json(f"{server.url}/v1/models/{name}")
+    assert status == 200
+    assert body["model_version_status"][0]["version"] == version
+    assert body["model_version_status"][0]["state"] == "AVAILABLE"
+    status, meta = get_json(f"{server.url}/v1/models/{name}/metadata")
+    signatures = meta["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "serving_frames"} <= set(signatures)
+    assert signatures["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
+
+    path = tmp_path / "v_ShiftDown_g01_c01.avi"
+    synthetic.write_video(path, synthetic.render_clip("ShiftDown", [9], [9, 1]), synthetic.SPEC.fps)
+    example = client.video_example(str(path), EMBEDDED)
+    body = json.dumps({"instances": [{"b64": base64.b64encode(example).decode()}]}).encode()
+    status, out = post_json(f"{server.url}/v1/models/{name}:predict", body)
+    assert status == 200, out
+    (prediction,) = out["predictions"]
+    assert set(prediction["classes"]) <= set(synthetic.SPEC.classes)
+    assert abs(sum(prediction["probabilities"]) - 1.0) < 1e-4
+
+    frames = np.zeros((1, 8, 40, 48, 3), np.uint8).tolist()
+    body = json.dumps({"signature_name": "serving_frames", "inputs": {"frames": frames}}).encode()
+    status, out = post_json(f"{server.url}/v1/models/{name}:predict", body)
+    assert status == 200, out
+    assert np.asarray(out["outputs"]["probabilities"]).shape == (1, len(synthetic.SPEC.classes))
+
+
+def test_client_on_a_real_video_matches_the_model_in_process(pushed, pipeline_run, tmp_path):
+    server, name, version = pushed
+    path = tmp_path / "v_PulseFast_g02_c03.avi"
+    synthetic.write_video(path, synthetic.render_clip("PulseFast", [2], [2, 3]), synthetic.SPEC.fps)
+    answer = client.predict_video(str(path), server.url, name, EMBEDDED)
+    model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
+    local = model.signatures["serving_default"](
+        examples=tf.constant([client.video_example(str(path), EMBEDDED)])
+    )
+    names = [c.decode() for c in local["classes"].numpy()[0]]
+    assert [c for c, _ in answer.top] == names
+    np.testing.assert_allclose([p for _, p in answer.top], local["scores"].numpy()[0], atol=1e-5)
