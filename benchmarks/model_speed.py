@@ -151,8 +151,12 @@ def summarise(rounds: list[dict]) -> dict:
             "torch_median_s": _median(torch_runs),
             "ratio_tf_over_torch": _median(tf_runs) / _median(torch_runs),
             "ratio_per_round": per_round,
+            # CPU seconds of all threads: steadier than wall time while others load the machine
+            # (wall time then measures the CPU share each process got), though threads spinning
+            # while they wait count as CPU too.
             "tf_cpu_median_s": _median(tf_runs, "cpu_s"),
             "torch_cpu_median_s": _median(torch_runs, "cpu_s"),
+            "cpu_ratio_tf_over_torch": _median(tf_runs, "cpu_s") / _median(torch_runs, "cpu_s"),
             "load1_range": [
                 min(r["load1"] for r in tf_runs + torch_runs),
                 max(r["load1"] for r in tf_runs + torch_runs),
@@ -219,13 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Swin-T {results['input']}, {args.threads} threads each, {args.rounds} round(s), "
         f"training step: {args.config} (median wall seconds)"
     )
-    print(f"{'measurement':<14}{'TF':>9}{'torch':>9}{'TF/torch':>10}  per round      load")
+    print(
+        f"{'measurement':<14}{'TF':>9}{'torch':>9}{'TF/torch':>10}  {'per round':<14}"
+        f"{'CPU s TF':>9}{'torch':>9}{'ratio':>7}  load"
+    )
     for name, s in summary.items():
         rounds_text = " ".join(f"{r:.2f}" for r in s["ratio_per_round"])
         load = "{:.1f}-{:.1f}".format(*s["load1_range"])
         print(
             f"{name:<14}{s['tf_median_s']:>9.3f}{s['torch_median_s']:>9.3f}"
-            f"{s['ratio_tf_over_torch']:>10.2f}  {rounds_text:<14} {load}"
+            f"{s['ratio_tf_over_torch']:>10.2f}  {rounds_text:<14}{s['tf_cpu_median_s']:>9.2f}"
+            f"{s['torch_cpu_median_s']:>9.2f}{s['cpu_ratio_tf_over_torch']:>7.2f}  {load}"
         )
     print(f"-> {args.output}")
     return 0
