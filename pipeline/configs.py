@@ -48,15 +48,17 @@ RUN_FN = "model.train.run_fn"
 # Real data: Video Swin's recipe, Swin-T at 32x224 (model/train.py has every default).
 TRAIN_OPTIONS = TrainOptions()
 # The embedded set: a tiny Video Swin from scratch on 8 frames of 32x32, minutes on a CPU. No
-# flips (ShiftLeft <-> ShiftRight) and mild crops (the square must stay in view).
+# flips (ShiftLeft <-> ShiftRight) and mild crops (the square must stay in view). Measured eval
+# top-1 after 15 epochs: 0.93 (seed 0) and 0.95 (seed 1); at lr 1e-3 a seed could stay near
+# chance for 10 epochs.
 SYNTHETIC_TRAIN_OPTIONS = TrainOptions(
     variant="tiny_w4",
     clip_frames=8,
     sampled_frames=16,
     image_size=32,
     batch_size=8,
-    epochs=12,
-    learning_rate=1e-3,
+    epochs=15,
+    learning_rate=5e-4,
     label_smoothing=0.0,
     backbone_lr_multiplier=1.0,
     warmup_epochs=1.0,

@@ -32,7 +32,7 @@ def main(mode: str, graph: str, train_files: str, eval_files: str, out: str) -> 
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
         )
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        # 5 clips a replica: a global batch of 10 does not divide the 96 training clips.
+        # 5 clips a replica: a global batch of 10 does not divide the training clips.
         options = tiny_train_options(epochs=3, batch_size=5)
     else:
         strategy = train.make_strategy("auto")  # TF_CONFIG names two workers
@@ -51,6 +51,7 @@ def main(mode: str, graph: str, train_files: str, eval_files: str, out: str) -> 
         json.dump(
             {
                 "strategy": type(strategy).__name__,
+                "multi_worker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
                 "replicas": strategy.num_replicas_in_sync,
                 "steps_per_epoch": result.steps_per_epoch,
                 "train_examples": result.train_examples,

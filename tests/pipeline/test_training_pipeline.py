@@ -4,6 +4,7 @@ retraining run against the first run's blessed model. One run of each, shared by
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,9 @@ from data import features as F
 from data import synthetic
 from model import preprocessing, train
 from pipeline import report
-from tests.conftest import tiny_train_options
+from tests.conftest import split_sizes, tiny_train_options
+
+TRAIN_CLIPS, EVAL_CLIPS = split_sizes()
 
 pytestmark = pytest.mark.slow  # runs TFX components
 
@@ -31,6 +34,13 @@ COMPONENTS = (
     "Evaluator",
     "Pusher",
 )
+
+
+def _first_run(pattern: str) -> str:
+    """The first run's output among runs sharing a pipeline root (execution ids grow)."""
+    paths = glob.glob(pattern)
+    assert paths, pattern
+    return min(paths, key=lambda p: int(re.search(r"/(\d+)(/|$)", p).group(1)))
 
 
 def _versions(serving_dir):
@@ -51,7 +61,7 @@ def test_every_component_ran_and_the_blessed_model_was_pushed(pipeline_run):
     root = pipeline_run["pipeline_root"]
     for component in COMPONENTS:
         assert os.path.isdir(os.path.join(root, component)), component
-    (blessing,) = glob.glob(f"{root}/Evaluator/blessing/*/*")
+    blessing = _first_run(f"{root}/Evaluator/blessing/*/*")
     assert os.path.basename(blessing) == "BLESSED"
     (version,) = _versions(pipeline_run["serving_dir"])  # TF Serving's <model>/<version>/
     assert version.isdigit()
@@ -120,7 +130,7 @@ def test_no_skew_between_serving_and_the_trainers_eval_input(pipeline_run):
         .as_numpy_iterator()
     ]
     clips = np.concatenate([c.numpy() for c in clips])
-    assert clips.dtype == np.uint8 and len(clips) == len(ids) == 48
+    assert clips.dtype == np.uint8 and len(clips) == len(ids) == EVAL_CLIPS
     trainer_probs = model.signatures["serving_frames"](frames=tf.constant(clips))["probabilities"]
     raw = _raw_eval_examples(root)
     served = model.signatures["serving_default"](examples=tf.constant([raw[i] for i in ids]))
@@ -139,18 +149,17 @@ def test_class_vocabulary_and_transformed_examples(pipeline_run):
 
 
 def test_training_history_and_report(pipeline_run, tmp_path):
-    result = report.collect(pipeline_run["metadata"])
+    result = pipeline_run["report"]
     assert len(result.history["val_accuracy"]) == tiny_train_options().epochs
-    assert result.blessed and result.pushed_to and result.eval_examples == 48
+    assert result.blessed and result.pushed_to and result.eval_examples == EVAL_CLIPS
     assert set(result.per_class) == set(synthetic.SPEC.classes)
-    assert sum(map(sum, result.confusion)) == 48
+    assert sum(map(sum, result.confusion)) == EVAL_CLIPS
     plots = report.write_plots(result, str(tmp_path))
     assert [os.path.basename(p) for p in plots] == ["training_curves.png", "confusion_matrix.png"]
     lines = report.summary_lines(result, 0.0)
     assert lines[1].startswith("BLESSED") and lines[2].startswith("Pushed to ")
     # The run's model record: where it started from, its options and classes.
-    (record,) = glob.glob(f"{pipeline_run['pipeline_root']}/Trainer/model/*/training.json")
-    with open(record) as f:
+    with open(_first_run(f"{pipeline_run['pipeline_root']}/Trainer/model/*/training.json")) as f:
         record = json.load(f)
     assert record["started_from"].startswith("from scratch")
     assert record["class_names"] == list(synthetic.SPEC.classes)
@@ -210,7 +219,7 @@ def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path)
 
     options = tiny_train_options()
     classifier = build_classifier(options.variant, 6, options.clip_shape)
-    (model_dir,) = glob.glob(f"{pipeline_run['pipeline_root']}/Trainer/model/*")
+    model_dir = _first_run(f"{pipeline_run['pipeline_root']}/Trainer/model/*")
     warm_start.initialize(classifier, base_model=model_dir)
     checkpoint = str(tmp_path / "swin_tiny_w4_official.pth")
     torch_reference.official_checkpoint_from_keras(classifier, checkpoint)
@@ -225,5 +234,5 @@ def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path)
     with open(record) as f:
         warm = json.load(f)
     assert warm["started_from"].startswith(f"pretrained checkpoint {checkpoint}")
-    scratch = report.collect(pipeline_run["metadata"]).history["val_accuracy"][0]
+    scratch = pipeline_run["report"].history["val_accuracy"][0]
     assert warm["final_epoch"]["val_accuracy"] > scratch
