@@ -5,8 +5,8 @@ evaluation and serving see the same pixels:
 
   [L] JPEG strings (the Transform's fixed temporal cover of a video)
     -> T consecutive frames: a random offset in training, the centre clip in evaluation
-    -> one crop window for all frames: random resized crop in training, centre square in
-       evaluation; only that window is decoded (tf.io.decode_and_crop_jpeg)
+    -> one crop window for all frames: random resized crop in training (only that window is
+       decoded, tf.io.decode_and_crop_jpeg), centre square in evaluation
     -> bilinear resize to S x S, uint8 [T, S, S, 3] until the model, which normalises it.
 """
 
@@ -62,14 +62,27 @@ def resize_uint8(frames: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
-def decode_window(jpegs: tf.Tensor, window: tf.Tensor, size: int) -> tf.Tensor:
-    """[T] JPEG strings, one [y, x, h, w] window -> uint8 [T, size, size, 3]."""
+def decode_window(jpegs: tf.Tensor, window: tf.Tensor, size: int, exact: bool) -> tf.Tensor:
+    """[T] JPEG strings, one [y, x, h, w] window -> uint8 [T, size, size, 3].
+
+    exact=False decodes only the window (tf.io.decode_and_crop_jpeg: training's random crops).
+    exact=True decodes whole frames, then crops: libjpeg's chroma upsampling differs at a crop
+    edge by up to ~20 levels, and evaluation must give the very pixels serving_frames gets from a
+    client that decoded the frames itself.
+    """
+    signature = tf.TensorSpec([None, None, 3], tf.uint8)
+    if not exact:
+        frames = tf.map_fn(
+            lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
+            jpegs,
+            fn_output_signature=signature,
+        )
+        return resize_uint8(frames, size)
     frames = tf.map_fn(
-        lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
-        jpegs,
-        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs, fn_output_signature=signature
     )
-    return resize_uint8(frames, size)
+    y, x, h, w = tf.unstack(window)
+    return resize_uint8(frames[:, y : y + h, x : x + w], size)
 
 
 def jpeg_clip(
@@ -93,7 +106,7 @@ def jpeg_clip(
         window = random_window(shape[0], shape[1], area_range)
     else:
         window = centre_window(shape[0], shape[1])
-    clip = decode_window(jpegs, window, size)
+    clip = decode_window(jpegs, window, size, exact=not training)
     if training and flip:
         clip = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(clip, [2]), lambda: clip)
     return tf.ensure_shape(clip, [clip_frames, size, size, 3])

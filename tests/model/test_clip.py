@@ -1,0 +1,90 @@
+"""The Transform's temporal cover and the Trainer's clip decoding, on real JPEG frames."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import features as F
+from data import video
+from model import clip as clip_lib
+from model import preprocessing, train
+from model.options import TrainOptions
+
+
+def test_temporal_cover_spans_long_videos_and_loops_short_ones():
+    cover = preprocessing.temporal_cover(tf.constant([40, 5, 16], tf.int64), 16).numpy()
+    long, short, exact = cover
+    assert long[0] == 1 and long[-1] == 38 and np.all(np.diff(long) >= 2)  # whole video, in order
+    assert short.tolist() == [i % 5 for i in range(16)]  # UCF101's shortest videos: looped
+    assert exact.tolist() == list(range(16))
+
+
+def _jpegs(frames: np.ndarray) -> list[bytes]:
+    return [video.encode_jpeg(f) for f in frames]
+
+
+def test_evaluation_clip_is_the_centre_clip_and_square():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (12, 48, 80, 3), dtype=np.uint8)
+    jpegs = _jpegs(frames)
+    out = clip_lib.jpeg_clip(tf.constant(jpegs), clip_frames=4, size=24, training=False).numpy()
+    assert out.shape == (4, 24, 24, 3) and out.dtype == np.uint8
+    # Centre clip (frames 4..7), centre square (columns 16..63), resized: the same as decoding
+    # each whole frame and cropping it.
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs[4:8]])
+    expected = clip_lib.resize_uint8(tf.constant(decoded[:, :, 16:64]), 24).numpy()
+    np.testing.assert_array_equal(out, expected)
+    # serving_frames' path on already sampled frames gives the same pixels.
+    np.testing.assert_array_equal(clip_lib.frames_clip(tf.constant(decoded[None]), 24)[0], out)
+
+
+def test_training_clips_are_random_windows_of_the_right_shape():
+    frames = np.random.default_rng(1).integers(0, 256, (16, 40, 40, 3), dtype=np.uint8)
+    jpegs = tf.constant(_jpegs(frames))
+    clips = [
+        clip_lib.jpeg_clip(jpegs, 8, 16, training=True, area_range=(0.3, 1.0), flip=True).numpy()
+        for _ in range(4)
+    ]
+    assert all(c.shape == (8, 16, 16, 3) and c.dtype == np.uint8 for c in clips)
+    assert len({c.tobytes() for c in clips}) > 1
+
+
+def _write(path, examples):
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for jpegs, label, video_id in examples:
+            example = tf.train.Example()
+            f = example.features.feature
+            f[preprocessing.CLIP].bytes_list.value.extend(jpegs)
+            f[F.LABEL].int64_list.value.append(label)
+            f[F.VIDEO_ID].bytes_list.value.append(video_id.encode())
+            writer.write(example.SerializeToString())
+
+
+SPEC = {
+    preprocessing.CLIP: tf.io.FixedLenFeature([4], tf.string),
+    F.LABEL: tf.io.FixedLenFeature([], tf.int64),
+    F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
+    frames = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    good = _jpegs(frames)
+    damaged = [*good[:2], good[2][: len(good[2]) // 2], good[3]]  # a frame cut in half
+    path = tmp_path / "clips.tfrecord.gz"
+    _write(path, [(good, 0, "v_good"), (damaged, 1, "v_damaged"), (good, 1, "v_good_2")])
+    options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=16)
+    batches = list(train.make_dataset(str(path), SPEC, options, 2, 8, training=False))
+    assert sum(len(x) for x, _ in batches) == 2
+    assert "v_damaged" in capfd.readouterr().err
+
+
+def test_labels_outside_the_class_list_stop_training_naming_the_videos(tmp_path):
+    jpegs = _jpegs(np.zeros((4, 8, 8, 3), np.uint8))
+    path = tmp_path / "clips.tfrecord.gz"
+    _write(path, [(jpegs, 0, "v_a"), (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01")])
+    with pytest.raises(train.DataError, match="v_Wave_g01_c01"):
+        train.scan_labels(str(path), 3)
+    good = tmp_path / "good.tfrecord.gz"
+    _write(good, [(jpegs, 0, "v_a"), (jpegs, 2, "v_b")])
+    assert train.scan_labels(str(good), 3) == 2
