@@ -129,6 +129,23 @@ def _run_child(framework: str, args) -> dict:
     return result
 
 
+def _git_state() -> str:
+    """The commit measured, with '+changes' when model/ or benchmarks/ differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "model", "benchmarks"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown (no git)"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
 def _median(runs: list[dict], key: str = "wall_s") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -196,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rounds = []
     for i in range(args.rounds):
-        print(f"round {i + 1}/{args.rounds}", flush=True)
-        rounds.append({fw: _run_child(fw, args) for fw in ("tf", "torch")})
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        print(f"round {i + 1}/{args.rounds} ({started})", flush=True)
+        rounds.append({fw: _run_child(fw, args) for fw in ("tf", "torch")} | {"started": started})
     summary = summarise(rounds)
     results = {
         "model": f"swin_t (28.2M parameters), {NUM_CLASSES} classes, random weights",
@@ -206,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": "each framework in its own fresh process, alternated tf/torch per round; "
         f"{args.threads} intra-op and inter-op threads in both; medians of wall time over all "
         "timed runs after one warm-up call per process",
+        "code": _git_state(),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
