@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "model": f"swin_t (28.2M parameters), {NUM_CLASSES} classes, random weights",
         "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
+        "shape": list(shape),
         "training_step": args.config,
         "method": "each framework in its own fresh process, alternated tf/torch per round; "
         f"{args.threads} intra-op and inter-op threads in both; medians of wall time over all "

@@ -7,7 +7,13 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("benchmarks.model_speed", "benchmarks.train_memory", "benchmarks.ingest_speed")
+# input_speed after model_speed: it compares the input pipeline with the measured step rate.
+BENCHMARKS = (
+    "benchmarks.model_speed",
+    "benchmarks.input_speed",
+    "benchmarks.train_memory",
+    "benchmarks.ingest_speed",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
