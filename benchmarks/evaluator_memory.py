@@ -167,7 +167,10 @@ def _record_batches(batches: dict[str, list[int]]) -> None:
     process = model_util.BatchReducibleBatchedDoFnWithModels.process
 
     def recorded(self, element):
-        batches.setdefault(type(self).__name__, []).append(util.batch_size(element))
+        # Keyed by the extract written: "predictions" calls serving_default; the
+        # "transformed_features" DoFn finds no such signature here and calls nothing.
+        key = "/".join(getattr(self, "_output_keypath", [type(self).__name__]))
+        batches.setdefault(key, []).append(util.batch_size(element))
         return process(self, element)
 
     model_util.BatchReducibleBatchedDoFnWithModels.process = recorded
