@@ -64,6 +64,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         min_accuracy=configs.MIN_ACCURACY if args.min_accuracy is None else args.min_accuracy,
         schema_path=args.schema or cli.default_schema(args.data_root),
         allow_anomalies=args.allow_anomalies,
+        validate_only=args.validate_only,
         beam_pipeline_args=args.beam_pipeline_args.split(),
     )
     output_dir, filename = os.path.split(os.path.abspath(args.output))

@@ -87,6 +87,7 @@ def main(argv=None) -> int:
                 min_accuracy=min_accuracy,
                 schema_path=schema_path,
                 allow_anomalies=args.allow_anomalies,
+                validate_only=args.validate_only,
                 metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                     args.metadata
                 ),
@@ -107,7 +108,13 @@ def main(argv=None) -> int:
     ]
     if failure:
         lines.append(f"Error: {type(failure).__name__}: {str(failure).strip().splitlines()[-1]}")
-    lines += report.summary_lines(result, min_accuracy)
+    if args.validate_only:
+        lines.append(
+            "Validation only: ExampleValidator's report is under "
+            f"{os.path.join(args.pipeline_root, 'ExampleValidator', 'anomalies')}"
+        )
+    else:
+        lines += report.summary_lines(result, min_accuracy)
     if plots or result.model_run_dir:
         lines.append(f"Report: {', '.join(plots)}" if plots else "Report: no plots")
     if result.model_run_dir:

@@ -19,7 +19,8 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--schema",
-        help="curated schema.pbtxt to validate against (default: infer, or the " "embedded set's)",
+        help="curated schema.pbtxt to validate against (default: UCF101's for an official UCF101 "
+        "root, the embedded set's for it, else inferred)",
     )
     parser.add_argument("--variant", help=f"Video Swin variant (default: {TrainOptions.variant})")
     parser.add_argument("--pretrained", help="official .pth or a `python -m model.convert` dir")

@@ -21,13 +21,14 @@ def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
     data_root: str,
-    serving_dir: str,
+    serving_dir: str | None = None,
     ucf_split: int = 1,
     ingest_options: IngestOptions | None = None,
     train_options: train.TrainOptions | None = None,
     min_accuracy: float = configs.MIN_ACCURACY,
     schema_path: str | None = None,
     allow_anomalies: bool = False,
+    validate_only: bool = False,
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = False,
@@ -36,7 +37,11 @@ def create_pipeline(
     this data (SchemaGen), which can then only flag problems inside this one data set.
     serving_dir: where blessed models are pushed, as <serving_dir>/<version>/.
     allow_anomalies: train even when ExampleValidator found anomalies (for people who looked).
+    validate_only: stop after ExampleValidator (ingest and validate new data, report anomalies,
+    train nothing).
     """
+    if not validate_only and not serving_dir:
+        raise ValueError("serving_dir is required unless validate_only")
     train_options = train_options or train.TrainOptions()
     example_gen = VideoExampleGen(input_base=data_root, ucf_split=ucf_split, options=ingest_options)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -49,6 +54,16 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    validation = [example_gen, statistics_gen, schema_gen, example_validator]
+    if validate_only:
+        return tfx.dsl.Pipeline(
+            pipeline_name=pipeline_name,
+            pipeline_root=pipeline_root,
+            components=validation,
+            enable_cache=enable_cache,
+            metadata_connection_config=metadata_connection_config,
+            beam_pipeline_args=beam_pipeline_args,
+        )
     # Bad data does not reach training: the run stops here, naming the anomalies.
     anomalies_gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"], allow_anomalies=allow_anomalies
@@ -94,10 +109,7 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
+            *validation,
             anomalies_gate,
             transform,
             latest_blessed,

@@ -1,4 +1,5 @@
-"""The validation pipeline under LocalDagRunner, and the curated schema flagging changed data."""
+"""Validation under LocalDagRunner (create_pipeline(validate_only=True)), and the curated schema
+flagging changed data."""
 
 import re
 import shutil
@@ -28,6 +29,7 @@ def _run(root, data_root, schema_path):
             data_root=str(data_root),
             ingest_options=configs.SYNTHETIC_INGEST_OPTIONS,
             schema_path=schema_path,
+            validate_only=True,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 str(root / "metadata.sqlite")
             ),
@@ -152,17 +154,27 @@ def test_missing_frames_are_an_anomaly(tmp_path):
 
 
 def test_create_pipeline_wires_the_components():
-    p = create_pipeline("p", "/tmp/root", "/data", ingest_options=ingest.IngestOptions())
+    p = create_pipeline(
+        "p", "/tmp/root", "/data", ingest_options=ingest.IngestOptions(), validate_only=True
+    )
     assert [c.id for c in p.components] == [
         "VideoExampleGen",
         "StatisticsGen",
         "SchemaGen",
         "ExampleValidator",
     ]
-    p = create_pipeline("p", "/tmp/root", "/data", schema_path=configs.SYNTHETIC_SCHEMA)
-    assert {c.id for c in p.components} == {
+    p = create_pipeline("p", "/tmp/root", "/data", "/serving", schema_path=configs.SYNTHETIC_SCHEMA)
+    assert [c.id for c in p.components] == [
         "VideoExampleGen",
         "StatisticsGen",
         "ImportSchemaGen",
         "ExampleValidator",
-    }
+        "AnomaliesGate",
+        "Transform",
+        "latest_blessed_model_resolver",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    ]
+    with pytest.raises(ValueError, match="serving_dir"):
+        create_pipeline("p", "/tmp/root", "/data")
