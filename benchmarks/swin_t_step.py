@@ -73,12 +73,19 @@ def tf_train_step(config: str, shape: tuple[int, ...], num_classes: int):
     )
     if shape[2] != shape[3]:
         raise ValueError(f"the Trainer crops square clips; got {shape}")
-    with make_strategy(options.strategy).scope():
+    strategy = make_strategy(options.strategy)
+    with strategy.scope():
         model = build_model(options, num_classes, STEPS_PER_EPOCH)
     rng = np.random.default_rng(0)
     clips = tf.constant(rng.integers(0, 256, shape, dtype=np.uint8))  # the Trainer feeds uint8
     labels = tf.one_hot([1] * shape[0], num_classes)
-    return lambda: float(model.train_on_batch(clips, labels, return_dict=True)["loss"])
+    # As fit() does: Keras' compiled train function on one distributed iterator that lives on.
+    # (train_on_batch builds an iterator per call: 0.50-0.70 s a step against 0.41 s at
+    # 1x8x112x112, interleaved in one process.)
+    batches = tf.data.Dataset.from_tensors((clips, labels)).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    train_function = model.make_train_function()
+    return lambda: float(train_function(iterator)["loss"])
 
 
 def torch_train_step(config: str, model, clips):
