@@ -34,6 +34,11 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
         help="train even when ExampleValidator finds anomalies (after you have read them)",
     )
     parser.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="ingest and validate only (ExampleValidator's report); train nothing",
+    )
+    parser.add_argument(
         "--model-name",
         default=configs.MODEL_NAME,
         help="served model name: blessed models go to <serving-dir>/<model-name>/",
