@@ -134,4 +134,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    if "--verbose" not in sys.argv:
+        # TensorFlow's function finalizers print "Exception ignored ..." during interpreter
+        # teardown; the run is over and every file is closed, so leave without the teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

@@ -18,8 +18,13 @@ import sys
 import urllib.error
 import urllib.request
 
-from data import example_proto, features, video
-from data.ingest import IngestOptions
+import warnings
+
+# data.ingest imports Beam, whose Google API packages announce their Python support window.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+
+from data import example_proto, features, video  # noqa: E402
+from data.ingest import IngestOptions  # noqa: E402
 
 DEFAULT_OPTIONS = IngestOptions()  # ingestion's real-data defaults
 
