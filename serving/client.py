@@ -17,7 +17,6 @@ import json
 import sys
 import urllib.error
 import urllib.request
-
 import warnings
 
 # data.ingest imports Beam, whose Google API packages announce their Python support window.
