@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(model_results):
         with open(model_results) as f:
             model = json.load(f)
-        step = model.get("summary", {}).get("tf_train_step_s")
+        step = model.get("summary", {}).get("train_step", {}).get("tf_median_s")
         if step:
             result["model_train_clips_per_s"] = round(model["shape"][0] / step, 3)
     for run in runs:

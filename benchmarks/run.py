@@ -13,6 +13,8 @@ BENCHMARKS = (
     "benchmarks.input_speed",
     "benchmarks.train_memory",
     "benchmarks.ingest_speed",
+    "benchmarks.serving_load",
+    "benchmarks.evaluator_memory",
 )
 
 
