@@ -125,6 +125,25 @@ def run_pipeline(root, data_root, min_accuracy: float, enable_cache: bool = Fals
     return paths
 
 
+def copy_with_new_class(source, data_root, new="Wave", like="ShiftUp"):
+    """A copy of an embedded set at `data_root` with a seventh class `new` (`like`'s clips
+    renamed), listed in classInd and split 1's lists: a label set the schema does not know."""
+    shutil.copytree(source, data_root)
+    videos, lists = data_root / "UCF-101", data_root / "ucfTrainTestlist"
+    shutil.copytree(videos / like, videos / new)
+    for f in (videos / new).iterdir():
+        f.rename(f.with_name(f.name.replace(like, new)))
+    with open(lists / "classInd.txt", "a") as f:
+        f.write(f"7 {new}\r\n")
+    with open(lists / "trainlist01.txt", "a") as train, open(lists / "testlist01.txt", "a") as test:
+        for f in sorted((videos / new).iterdir()):
+            if "_g01_" in f.name or "_g02_" in f.name:
+                test.write(f"{new}/{f.name}\r\n")
+            else:
+                train.write(f"{new}/{f.name} 7\r\n")
+    return data_root
+
+
 @pytest.fixture(scope="session")
 def small_synthetic_root(tmp_path_factory):
     from data import synthetic

@@ -2,12 +2,11 @@
 AnomaliesGate, before Transform and the Trainer, naming the anomaly; --allow-anomalies trains."""
 
 import os
-import shutil
 
 import pytest
 
 from components.anomalies_gate import DataAnomaliesError
-from tests.conftest import run_pipeline, tiny_train_options
+from tests.conftest import copy_with_new_class, run_pipeline, tiny_train_options
 
 pytestmark = pytest.mark.slow  # runs TFX components
 
@@ -16,21 +15,7 @@ pytestmark = pytest.mark.slow  # runs TFX components
 def seven_classes(small_synthetic_root, tmp_path_factory):
     """The small embedded set plus a class `Wave` (ShiftUp's clips renamed) it was never told of."""
     root = tmp_path_factory.mktemp("seven")
-    data = root / "data"
-    shutil.copytree(small_synthetic_root, data)
-    videos, lists = data / "UCF-101", data / "ucfTrainTestlist"
-    shutil.copytree(videos / "ShiftUp", videos / "Wave")
-    for f in (videos / "Wave").iterdir():
-        f.rename(f.with_name(f.name.replace("ShiftUp", "Wave")))
-    with open(lists / "classInd.txt", "a") as f:
-        f.write("7 Wave\r\n")
-    with open(lists / "trainlist01.txt", "a") as train, open(lists / "testlist01.txt", "a") as test:
-        for f in sorted((videos / "Wave").iterdir()):
-            if "_g01_" in f.name or "_g02_" in f.name:
-                test.write(f"Wave/{f.name}\r\n")
-            else:
-                train.write(f"Wave/{f.name} 7\r\n")
-    return root, data
+    return root, copy_with_new_class(small_synthetic_root, root / "data")
 
 
 def test_a_new_class_stops_the_run_before_training(seven_classes):

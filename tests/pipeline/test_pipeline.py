@@ -2,7 +2,6 @@
 flagging changed data."""
 
 import re
-import shutil
 
 import pytest
 import tensorflow as tf
@@ -13,6 +12,7 @@ from tfx.utils import io_utils
 from data import ingest, synthetic
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
+from tests.conftest import copy_with_new_class
 from tests.data.test_ingest import IN_PROCESS
 
 pytestmark = pytest.mark.slow  # runs TFX components
@@ -51,29 +51,16 @@ def _anomalies(pipeline_root):
 
 
 @pytest.fixture(scope="session")
-def inferred_run(synthetic_root, tmp_path_factory):
-    """The embedded set with SchemaGen inferring the schema."""
-    return _run(tmp_path_factory.mktemp("inferred"), synthetic_root, schema_path=None)
+def inferred_run(small_synthetic_root, tmp_path_factory):
+    """The (small) embedded set with SchemaGen inferring the schema."""
+    return _run(tmp_path_factory.mktemp("inferred"), small_synthetic_root, schema_path=None)
 
 
 @pytest.fixture(scope="session")
-def changed_run(synthetic_root, tmp_path_factory):
+def changed_run(small_synthetic_root, tmp_path_factory):
     """A second data set with a seventh class, validated against the curated schema."""
     root = tmp_path_factory.mktemp("changed")
-    data_root = root / "data"
-    shutil.copytree(synthetic_root, data_root)
-    videos, lists = data_root / "UCF-101", data_root / "ucfTrainTestlist"
-    shutil.copytree(videos / "ShiftUp", videos / "Wave")
-    for f in (videos / "Wave").iterdir():
-        f.rename(f.with_name(f.name.replace("ShiftUp", "Wave")))
-    with open(lists / "classInd.txt", "a") as f:
-        f.write("7 Wave\r\n")
-    with open(lists / "trainlist01.txt", "a") as train, open(lists / "testlist01.txt", "a") as test:
-        for f in sorted((videos / "Wave").iterdir()):
-            if "_g01_" in f.name or "_g02_" in f.name:
-                test.write(f"Wave/{f.name}\r\n")
-            else:
-                train.write(f"Wave/{f.name} 7\r\n")
+    data_root = copy_with_new_class(small_synthetic_root, root / "data")
     return _run(root, data_root, schema_path=configs.SYNTHETIC_SCHEMA)
 
 
