@@ -42,6 +42,9 @@ class TrainOptions:
     flip: bool = _option(True, "random horizontal flips (off where a flip changes the label)")
     precision: str = _option("float32", "float32 or mixed_bfloat16")
     recompute: bool = _option(False, "recompute block activations in the backward pass")
+    accumulation_steps: int = _option(
+        1, "gradient accumulation: micro-batches of batch_size/N per optimizer step"
+    )
     jit_compile: bool = _option(False, "XLA-compile the train step (slower on CPU)")
     strategy: str = _option(
         "auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker"
@@ -56,6 +59,11 @@ class TrainOptions:
         if self.clip_frames > self.sampled_frames:
             raise ValueError(
                 f"clip_frames {self.clip_frames} > sampled_frames {self.sampled_frames}"
+            )
+        if self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of accumulation_steps "
+                f"{self.accumulation_steps}"
             )
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, got {self.precision!r}")

@@ -221,6 +221,7 @@ class VideoClassifier(keras.Model):
         super().__init__(inputs, outputs, **kwargs)
         self.classifier = classifier
         self.backbone_optimizer = None
+        self.accumulation_steps = 1
 
     def _groups(self):
         return (
@@ -233,11 +234,22 @@ class VideoClassifier(keras.Model):
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y = data
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x, y, y_pred)
         backbone, head = self._groups()
-        grads = tape.gradient(loss, backbone + head)
+        variables = backbone + head
+        k = self.accumulation_steps
+        # Gradient accumulation: k micro-batches of batch/k clips, one optimizer step; the
+        # micro-batches run one after another, so only one micro-batch's activations live.
+        grads, predictions = None, []
+        for x_part, y_part in zip(tf.split(x, k), tf.split(y, k), strict=True):
+            with tf.control_dependencies(grads or []), tf.GradientTape() as tape:
+                y_pred = self(x_part, training=True)
+                loss = self.compute_loss(x_part, y_part, y_pred) / k
+            part = tape.gradient(loss, variables)
+            if k > 1:  # the bias tables' gradients are IndexedSlices (gather): sum them dense
+                part = [tf.convert_to_tensor(g) for g in part]
+            grads = part if grads is None else [a + b for a, b in zip(grads, part, strict=True)]
+            predictions.append(y_pred)
+        y_pred = predictions[0] if k == 1 else tf.concat(predictions, axis=0)
         self.backbone_optimizer.apply_gradients(zip(grads[: len(backbone)], backbone, strict=False))
         self.optimizer.apply_gradients(zip(grads[len(backbone) :], head, strict=False))
         return self.compute_metrics(x, y, y_pred, None)
@@ -297,6 +309,7 @@ def build_model(options: TrainOptions, num_classes: int, steps_per_epoch: int) -
     model.backbone_optimizer = make_optimizer(
         options, options.learning_rate * options.backbone_lr_multiplier, steps_per_epoch
     )
+    model.accumulation_steps = options.accumulation_steps
     return model
 
 
