@@ -19,3 +19,4 @@ COPY data ./data
 COPY components ./components
 COPY model ./model
 COPY pipeline ./pipeline
+COPY serving ./serving
