@@ -25,20 +25,13 @@ import sys
 import tempfile
 import time
 
+from benchmarks.train_memory import status_mib
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = 4
 VIDEO_FRAMES = 90  # stored frames per raw example (a ~4 s UCF101 clip at 25 fps)
 SIZES = {"full": (32, 224), "quick": (16, 112)}
-
-
-def _status_mib(field: str) -> float:
-    """VmRSS (resident now) or VmHWM (peak resident) of this process, from /proc."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0  # kB
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _memory_limit_mib() -> float:
@@ -186,7 +179,7 @@ def evaluate(work: str, chunk: int, batch: int) -> dict:
 
     from pipeline import evaluation
 
-    rss_imports = _status_mib("VmRSS")
+    rss_imports = status_mib("VmRSS")
     batches: dict[str, list[int]] = {}
     _record_batches(batches)
     # As the TFX Evaluator does on a first run (no baseline): change thresholds are dropped.
@@ -212,7 +205,7 @@ def evaluate(work: str, chunk: int, batch: int) -> dict:
             )
         )
     wall = time.perf_counter() - start
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     result = tfma.load_eval_result(output)
     overall = next(m for key, m in result.slicing_metrics if key == ())
     count = next(v for k, v in overall[""][""].items() if k.startswith("example_count"))

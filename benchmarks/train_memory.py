@@ -22,7 +22,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _status_mib(field: str) -> float:
+def status_mib(field: str) -> float:
     """VmRSS (resident now) or VmHWM (peak resident) of this process, from /proc."""
     with open("/proc/self/status") as f:
         for line in f:
@@ -48,11 +48,11 @@ def child(shape: tuple[int, ...], recompute: bool) -> dict:
     step = tf.function(train_step)
     step.get_concrete_function(clips, labels)  # trace outside the measured window
     _reset_peak()
-    baseline = _status_mib("VmRSS")
+    baseline = status_mib("VmRSS")
     start = time.perf_counter()
     loss = float(step(clips, labels))
     seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     # The first step is measured: TF's allocator keeps freed blocks, so later steps reuse
     # memory already counted in RSS and show ~no growth. Includes Grappler's one-off work.
     return {
