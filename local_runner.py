@@ -107,7 +107,8 @@ def main(argv=None) -> int:
         f"{training.image_size} clips, data: {data_root})."
     ]
     if failure:
-        lines.append(f"Error: {type(failure).__name__}: {str(failure).strip().splitlines()[-1]}")
+        last_line = (str(failure).strip().splitlines() or [""])[-1]
+        lines.append(f"Error: {type(failure).__name__}: {last_line}")
     if args.validate_only:
         lines.append(
             "Validation only: ExampleValidator's report is under "

@@ -61,8 +61,6 @@ def broken_root(synthetic_root, tmp_path_factory):
 
 # ---------------------------------------------------------------- the whole pipeline, once
 
-IN_PROCESS_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-
 
 def small_spec():
     """The embedded set's classes and groups, 6 clips per group: 216 videos (144 train, 72 eval;
@@ -117,7 +115,7 @@ def run_pipeline(root, data_root, min_accuracy: float, enable_cache: bool = Fals
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 paths["metadata"]
             ),
-            beam_pipeline_args=IN_PROCESS_BEAM,
+            beam_pipeline_args=configs.SYNTHETIC_BEAM_PIPELINE_ARGS,  # in-process Beam
             enable_cache=enable_cache,
             **kwargs,
         )
