@@ -11,11 +11,17 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
 RUN_STAMP := $(VENV)/.installed-run
+GPU_STAMP := $(VENV)/.installed-gpu
 TEST_STAMP := $(VENV)/.installed-test
+
+# GPU=1 also installs the lock's gpu section (TensorFlow's CUDA wheels), GPU=0 does not; by default
+# 1 where `nvidia-smi -L` lists a GPU. (No grep -q: with pipefail, an early exit would SIGPIPE.)
+GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep '^GPU ' > /dev/null && echo 1 || echo 0)
+SETUP_STAMPS := $(RUN_STAMP) $(if $(filter 1,$(GPU)),$(GPU_STAMP))
 
 .PHONY: setup setup-test run test lint format lock bench clean
 
-setup: $(RUN_STAMP)  ## Runtime environment; a no-op while requirements.lock is unchanged.
+setup: $(SETUP_STAMPS)  ## Runtime environment (+ CUDA wheels with a GPU); a no-op while requirements.lock is unchanged.
 
 setup-test: $(TEST_STAMP)  ## Runtime + test-only pins (pytest, ruff, torch, torchvision).
 
@@ -25,13 +31,21 @@ $(UV):
 
 # The lock's runtime section, exactly: --no-deps installs the pins and resolves nothing.
 $(RUN_STAMP): requirements.lock | $(UV)
-	sed '/^# test-only/,$$d' requirements.lock > $(VENV)/requirements-run.txt
+	sed '/^# gpu/,$$d' requirements.lock > $(VENV)/requirements-run.txt
 	$(UV) pip install --python $(PY) --quiet --no-deps --compile-bytecode -r $(VENV)/requirements-run.txt
+	touch $@
+
+# The gpu section (nvidia-*-cu12 wheels, about 3 GB): TensorFlow finds them in site-packages by
+# itself (its libraries' RUNPATH names ../nvidia/*/lib, and it looks for ptxas in ../nvidia/cuda_nvcc).
+# Its own stamp, so a CPU venv that later gets GPU=1 installs them; rebuilt after the runtime one.
+$(GPU_STAMP): $(RUN_STAMP)
+	sed -n '/^# gpu/,/^# test-only/{/^# test-only/!p}' requirements.lock > $(VENV)/requirements-gpu.txt
+	$(UV) pip install --python $(PY) --quiet --no-deps --compile-bytecode -r $(VENV)/requirements-gpu.txt
 	touch $@
 
 # The test-only section goes through pip, which takes the torch/torchvision wheels this machine
 # keeps on disk (uv would download 3 GB); the pins still come from the lock, --no-deps as above.
-$(TEST_STAMP): $(RUN_STAMP)
+$(TEST_STAMP): $(SETUP_STAMPS)
 	sed -n '/^# test-only/,$$p' requirements.lock > $(VENV)/requirements-test.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r $(VENV)/requirements-test.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip check > /dev/null || { $(PY) -m pip check; exit 1; }
