@@ -1,11 +1,15 @@
-"""Compile the pipeline for Kubeflow Pipelines v2, and optionally submit or schedule it.
+"""Compiles the pipeline for Kubeflow Pipelines v2, and submits or schedules it.
 
-    python kubeflow_runner.py --image REGISTRY/video-swin-tfx:TAG \
-        --pipeline-root gs://BUCKET/tfx --data-root gs://BUCKET/ucf101 [--output pipeline.yaml]
-    # and, with a KFP endpoint: --endpoint URL [--experiment NAME] [--schedule "0 0 3 * * 0"]
+    python kubeflow_runner.py compile --output pipeline.yaml     # every default from configs
+    python kubeflow_runner.py submit --endpoint URL [settings]   # compile, then one run
+    python kubeflow_runner.py schedule --endpoint URL --cron "0 0 3 * * 0" [settings]
 
-Every step runs in --image (built from this repo's Dockerfile). --schedule takes KFP's
-six-field cron (seconds first) and creates a recurring run: scheduled retraining.
+Every step runs in --image (this repo's Dockerfile; `--build-arg GPU=1` for the Trainer's CUDA
+wheels). Only the Trainer asks for accelerators (--gpus, --gpu-type), CPU and memory, so the Beam
+steps do not land on GPU nodes. A .yaml output is the PipelineSpec Kubeflow Pipelines uploads; a
+.json output is the PipelineJob Vertex AI Pipelines runs. `schedule` makes a recurring run
+(KFP's six-field cron, seconds first): scheduled retraining, each run warm-started from and
+judged against the model being served.
 """
 
 import os
@@ -13,45 +17,117 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the project's one Keras (tf_keras), before TF loads
 
 import argparse  # noqa: E402
-
-from tfx import v1 as tfx  # noqa: E402
+import json  # noqa: E402
 
 from pipeline import cli, configs  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
+
+
+def _settings_parser() -> argparse.ArgumentParser:
+    """The flags every subcommand takes: what the compiled pipeline does and where."""
+    parser = argparse.ArgumentParser(add_help=False)
+    where = parser.add_argument_group("where")
+    where.add_argument(
+        "--image", default=configs.KUBEFLOW_IMAGE, help="image every step runs in (%(default)s)"
+    )
+    where.add_argument(
+        "--pipeline-root",
+        default=configs.KUBEFLOW_PIPELINE_ROOT,
+        help="artifact root (%(default)s); any path TensorFlow and Beam both read",
+    )
+    where.add_argument(
+        "--data-root",
+        default=configs.KUBEFLOW_DATA_ROOT,
+        help="UCF101 root or folder-per-class videos (%(default)s)",
+    )
+    where.add_argument(
+        "--serving-dir",
+        help="where blessed models are pushed, as <serving-dir>/<model-name>/<version>/ "
+        "(default: <pipeline-root>/serving): the bucket TF Serving or KServe reads",
+    )
+    where.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
+    where.add_argument(
+        "--output",
+        default=f"{configs.PIPELINE_NAME}.yaml",
+        help=".yaml: Kubeflow Pipelines' PipelineSpec; .json: Vertex AI's PipelineJob",
+    )
+    what = parser.add_argument_group("pipeline and training")
+    cli.add_pipeline_flags(what, gpus_default=configs.KUBEFLOW_TRAINER_GPUS)
+    trainer = parser.add_argument_group("the Trainer's pod")
+    trainer.add_argument(
+        "--gpu-type",
+        default=configs.KUBEFLOW_GPU_TYPE,
+        help="accelerator type: the Kubernetes resource name on Kubeflow Pipelines "
+        "(%(default)s); Vertex AI's names there, e.g. NVIDIA_L4",
+    )
+    trainer.add_argument("--trainer-cpu", type=float, default=configs.KUBEFLOW_TRAINER_CPU)
+    trainer.add_argument(
+        "--trainer-memory", default=configs.KUBEFLOW_TRAINER_MEMORY, help="e.g. 32G or 64Gi"
+    )
+    return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    settings = _settings_parser()
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--image", required=True, help="container image every step runs in")
-    parser.add_argument(
-        "--pipeline-root", required=True, help="artifact root, e.g. gs://bucket/tfx"
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("compile", parents=[settings], help="write the pipeline spec to --output")
+    submit = commands.add_parser(
+        "submit", parents=[settings], help="compile, then create a run on --endpoint"
     )
-    parser.add_argument("--data-root", required=True, help="UCF101 or folder-per-class videos")
-    parser.add_argument(
-        "--serving-dir",
-        help="where blessed models are pushed (default: <pipeline-root>/serving), e.g. the "
-        "bucket TF Serving or KServe reads",
+    schedule = commands.add_parser(
+        "schedule", parents=[settings], help="compile, then create a recurring run (retraining)"
     )
-    cli.add_pipeline_flags(parser)
-    parser.add_argument(
-        "--beam-pipeline-args",
-        default=" ".join(configs.BEAM_PIPELINE_ARGS),
-        help="Beam flags, one string: --beam-pipeline-args='--runner=DataflowRunner --project=P'",
+    for command in (submit, schedule):
+        command.add_argument("--endpoint", required=True, help="KFP API, e.g. http://host:8888")
+        command.add_argument("--experiment", default=configs.PIPELINE_NAME)
+    schedule.add_argument(
+        "--cron", required=True, help='six fields, seconds first: "0 0 3 * * 0" = Sundays 03:00'
     )
-    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    parser.add_argument("--output", default=f"{configs.PIPELINE_NAME}.yaml", help=".json or .yaml")
-    parser.add_argument(
-        "--endpoint", help="KFP API endpoint; when given, the pipeline is submitted"
+    args = parser.parse_args(argv)
+    if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
+        parser.error("submit and schedule upload a .yaml spec: use --output NAME.yaml")
+    return args
+
+
+def _trainer_resources(args: argparse.Namespace):
+    """The Trainer pod's CPU, memory and accelerators, as the spec's ResourceSpec."""
+    from kfp.compiler import compiler_utils
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+    cpu, memory = str(args.trainer_cpu).removesuffix(".0"), args.trainer_memory
+    # Both forms, as the KFP SDK writes them: numbers (older backends) and strings.
+    resources = spec(
+        cpu_limit=args.trainer_cpu,
+        cpu_request=args.trainer_cpu,
+        resource_cpu_limit=cpu,
+        resource_cpu_request=cpu,
+        memory_limit=compiler_utils._memory_to_float(memory),
+        memory_request=compiler_utils._memory_to_float(memory),
+        resource_memory_limit=memory,
+        resource_memory_request=memory,
     )
-    parser.add_argument("--experiment", default=configs.PIPELINE_NAME)
-    parser.add_argument("--schedule", help="six-field cron for a recurring run (needs --endpoint)")
-    return parser.parse_args(argv)
+    if args.gpus:
+        resources.accelerator.CopyFrom(
+            spec.AcceleratorConfig(
+                type=args.gpu_type,
+                count=args.gpus,
+                resource_type=args.gpu_type,
+                resource_count=str(args.gpus),
+            )
+        )
+    return resources
 
 
 def compile_pipeline(args: argparse.Namespace) -> str:
-    """Writes the KFP v2 pipeline spec to args.output and returns its path."""
+    """Writes the pipeline spec to args.output and returns its path."""
+    import yaml
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
     serving_dir = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
@@ -65,44 +141,67 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         schema_path=args.schema or cli.default_schema(args.data_root),
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
-        beam_pipeline_args=args.beam_pipeline_args.split(),
+        beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
     )
-    output_dir, filename = os.path.split(os.path.abspath(args.output))
+    for component in pipeline.components:
+        if component.id == "Trainer":
+            component.with_platform_config(_trainer_resources(args))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=args.image),
-        output_dir=output_dir,
-        output_filename=filename,
+        # Pipeline spec 2.1: Kubeflow Pipelines' backend reads only its parameter constants.
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=args.image, use_pipeline_spec_2_1=True
+        ),
     )
-    runner.run(pipeline)
+    job = runner.run(pipeline, write_out=False)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        if args.output.endswith((".yaml", ".yml")):
+            spec = job["pipelineSpec"]
+            # A spec uploaded alone (UI, kfp.Client) keeps its artifact root: TFX's steps read and
+            # write through TensorFlow's file systems, which KFP's default minio:// is not.
+            spec["defaultPipelineRoot"] = args.pipeline_root
+            yaml.safe_dump(spec, f, sort_keys=False)
+        else:
+            json.dump(job, f, indent=2, sort_keys=True)
     return args.output
 
 
-def submit(args: argparse.Namespace, package: str) -> None:
+def submit(args: argparse.Namespace, package: str) -> str:
+    """Creates a run (submit) or a recurring run (schedule) of `package`; returns its id."""
     import kfp
 
     client = kfp.Client(host=args.endpoint)
-    experiment = client.create_experiment(args.experiment)
-    if args.schedule:
-        client.create_recurring_run(
-            experiment_id=experiment.experiment_id,
-            job_name=f"{args.pipeline_name}-retrain",
-            cron_expression=args.schedule,
-            pipeline_package_path=package,
-            max_concurrency=1,
-            no_catchup=True,
+    # No caching: each run must look up the served model and the data again.
+    if args.command == "submit":
+        run = client.create_run_from_pipeline_package(
+            package,
+            experiment_name=args.experiment,
+            pipeline_root=args.pipeline_root,
+            enable_caching=False,
         )
-    else:
-        client.create_run_from_pipeline_package(package, experiment_name=args.experiment)
+        return run.run_id
+    experiment = client.create_experiment(args.experiment)
+    job = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=f"{args.pipeline_name}-retraining",
+        cron_expression=args.cron,
+        pipeline_package_path=package,
+        pipeline_root=args.pipeline_root,
+        enable_caching=False,
+        max_concurrency=1,  # a run never overlaps the previous one
+        no_catchup=True,  # after a pause, one run, not one per missed slot
+    )
+    return job.recurring_run_id
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.schedule and not args.endpoint:
-        raise SystemExit("--schedule needs --endpoint (the KFP API to create the recurring run on)")
     package = compile_pipeline(args)
     print(f"wrote {package}")
-    if args.endpoint:
-        submit(args, package)
+    if args.command != "compile":
+        what = "run" if args.command == "submit" else "recurring run"
+        when = f", cron {args.cron!r}" if args.command == "schedule" else ""
+        print(f"created {what} {submit(args, package)} on {args.endpoint}{when}")
 
 
 if __name__ == "__main__":

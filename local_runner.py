@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     if args.pretrained:
         args.pretrained = os.path.abspath(args.pretrained)
     training = cli.train_options(training, args)
+    beam_args = cli.beam_pipeline_args(beam_args, args)
     if args.min_accuracy is not None:
         min_accuracy = args.min_accuracy
     os.makedirs(os.path.dirname(args.metadata), exist_ok=True)

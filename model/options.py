@@ -49,6 +49,7 @@ class TrainOptions:
     strategy: str = _option(
         "auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker"
     )
+    gpus: int = _option(0, "GPUs the Trainer must see, else it fails (0: uses what it finds)")
     shuffle_buffer: int = _option(256, "examples (whole videos) in the shuffle buffer")
     checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
     pretrained: str = _option("", "official .pth or `python -m model.convert` directory")

@@ -37,9 +37,30 @@ BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run direct
 # ---------------------------------------------------------------- distribution
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+def require_gpus(count: int) -> None:
+    """Fails, saying why, unless TensorFlow sees at least `count` GPUs (0: no requirement).
+
+    A Trainer that asked for GPUs and silently trained on the CPU would take weeks; this stops it
+    in its first seconds instead.
+    """
+    found = tf.config.list_physical_devices("GPU")
+    if len(found) >= count:
+        return
+    build = tf.sysconfig.get_build_info()
+    raise RuntimeError(
+        f"{count} GPU(s) requested (TrainOptions.gpus / --gpus) but TensorFlow sees "
+        f"{len(found)}: {[d.name for d in found]}. TensorFlow {tf.__version__} was built for "
+        f"CUDA {build.get('cuda_version', '?')} / cuDNN {build.get('cudnn_version', '?')} and "
+        "loads them from the nvidia-*-cu12 wheels: install them with `make setup GPU=1`, or build "
+        "the image with `docker build --build-arg GPU=1`. Check also that `nvidia-smi` lists the "
+        "GPUs and that the pod requests them (nvidia.com/gpu)."
+    )
+
+
+def make_strategy(name: str = "auto", gpus: int = 0) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names several tasks, else MirroredStrategy
-    over the local devices (all GPUs, or the CPU)."""
+    over the local devices (all GPUs, or the CPU). gpus: how many GPUs must be visible."""
+    require_gpus(gpus)
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     tasks = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
     if name == "multi_worker" or (name == "auto" and tasks > 1):
@@ -425,13 +446,17 @@ def run_fn(fn_args) -> None:
 
     options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    strategy = make_strategy(options.strategy)
+    strategy = make_strategy(options.strategy, options.gpus)
+    # The model being served (components/served_model.py); its folder is empty before the first
+    # push, and then the pretrained checkpoint (or nothing) is the starting point.
+    base_model = fn_args.base_model
+    if base_model and not tf.io.gfile.exists(os.path.join(base_model, "saved_model.pb")):
+        base_model = None
     started_from = []
 
     def initialize(classifier):
-        # The last blessed model (a scheduled retraining), else the pretrained checkpoint.
         started_from.append(
-            warm_start.initialize(classifier, fn_args.base_model, options.pretrained or None)
+            warm_start.initialize(classifier, base_model, options.pretrained or None)
         )
 
     result = train(

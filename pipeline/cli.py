@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 
 from model.options import TrainOptions
 from pipeline import configs
 
 
-def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+def add_pipeline_flags(parser: argparse.ArgumentParser, gpus_default: int = 0) -> None:
     parser.add_argument(
         "--split",
         type=int,
@@ -24,6 +25,8 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--variant", help=f"Video Swin variant (default: {TrainOptions.variant})")
     parser.add_argument("--pretrained", help="official .pth or a `python -m model.convert` dir")
+    parser.add_argument("--clip-frames", type=int, help="frames per clip the model sees")
+    parser.add_argument("--image-size", type=int, help="crop size in pixels")
     parser.add_argument("--epochs", type=int, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, help="clips per replica")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate of the head")
@@ -37,6 +40,18 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
         "--validate-only",
         action="store_true",
         help="ingest and validate only (ExampleValidator's report); train nothing",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=gpus_default,
+        help="GPUs the Trainer needs: it fails at start unless it sees them "
+        f"(default: {gpus_default})",
+    )
+    parser.add_argument(
+        "--beam-pipeline-args",
+        help="Beam flags for ExampleGen, StatisticsGen, Transform and Evaluator, one string, e.g. "
+        "'--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp'",
     )
     parser.add_argument(
         "--model-name",
@@ -63,9 +78,17 @@ def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:
     """`base` with every training flag that was given."""
     changes = {
         "variant": args.variant,
+        "clip_frames": args.clip_frames,
+        "image_size": args.image_size,
+        "gpus": args.gpus,
         "pretrained": args.pretrained,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
     }
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def beam_pipeline_args(default: list[str], args: argparse.Namespace) -> list[str]:
+    """--beam-pipeline-args split into flags, else `default`."""
+    return shlex.split(args.beam_pipeline_args) if args.beam_pipeline_args else list(default)

@@ -76,3 +76,16 @@ SYNTHETIC_MIN_ACCURACY = 0.9
 # Pusher: blessed models go to <SERVING_DIR>/<MODEL_NAME>/<version>/, TF Serving's layout.
 SERVING_DIR = os.path.join(OUTPUT_DIR, "serving")
 MODEL_NAME = "video_swin"
+
+# Kubeflow Pipelines (kubeflow_runner.py): defaults for a run at UCF101 scale; every one is a flag.
+# The image is built from this repo's Dockerfile (`--build-arg GPU=1` adds the CUDA wheels) and
+# pushed to your registry. Roots are any file system TensorFlow and Beam both read (gs://).
+KUBEFLOW_IMAGE = "ghcr.io/video-swin-tfx/video-swin-tfx:0.1.0-gpu"
+KUBEFLOW_PIPELINE_ROOT = "gs://video-swin-tfx/pipeline-root"
+KUBEFLOW_DATA_ROOT = "gs://video-swin-tfx/data/ucf101"
+# The Trainer's pod: it alone asks for accelerators, so the Beam steps stay off GPU nodes.
+# The type is the Kubernetes resource name on Kubeflow Pipelines; Vertex AI takes e.g. NVIDIA_L4.
+KUBEFLOW_TRAINER_GPUS = 1
+KUBEFLOW_GPU_TYPE = "nvidia.com/gpu"
+KUBEFLOW_TRAINER_CPU = 8
+KUBEFLOW_TRAINER_MEMORY = "32G"

@@ -1,16 +1,19 @@
 """The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
 
 VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> AnomaliesGate ->
-Transform -> Trainer -> Evaluator -> Pusher, with the latest blessed model resolved as the Trainer's base_model and
-the Evaluator's baseline (a scheduled retraining run continues from, and must beat, the model
-being served).
+Transform -> Trainer -> Evaluator -> Pusher. LatestPushedModel hands the model being served (the
+latest blessed one) to the Trainer as base_model and to the Evaluator as baseline: a scheduled
+retraining run continues from, and must beat, the model being served.
 """
 
 from __future__ import annotations
 
+import uuid
+
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
+from components.served_model import Evaluator, LatestPushedModel
 from components.video_example_gen import VideoExampleGen
 from data.ingest import IngestOptions
 from model import preprocessing, train
@@ -76,25 +79,24 @@ def create_pipeline(
         disable_statistics=True,  # statistics of JPEG strings say nothing
     )
     transform.add_upstream_node(anomalies_gate)
-    latest_blessed = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    # Not a Resolver: Kubeflow Pipelines runs none (components/served_model.py).
+    served = LatestPushedModel(
+        serving_dir=serving_dir, lookup=uuid.uuid4().hex if enable_cache else ""
+    )
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        base_model=latest_blessed.outputs["model"],
+        base_model=served.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={train.OPTIONS_KEY: train_options.to_json()},
     )
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed.outputs["model"],
+        baseline_model=served.outputs["model"],
         example_splits=["eval"],
         eval_config=evaluation.eval_config(min_accuracy),
     )
@@ -112,7 +114,7 @@ def create_pipeline(
             *validation,
             anomalies_gate,
             transform,
-            latest_blessed,
+            served,
             trainer,
             evaluator,
             pusher,

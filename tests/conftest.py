@@ -163,8 +163,8 @@ def pipeline_run(small_synthetic_root, tmp_path_factory):
 def retrain_run(pipeline_run):
     """A second run on the same metadata (a scheduled retraining) whose threshold cannot be met.
 
-    Caching reuses ExampleGen .. Transform (same inputs); the Trainer gets the first run's
-    blessed model as base_model and the Evaluator compares against it.
+    Caching reuses ExampleGen .. Transform (same inputs); the Trainer gets the model the first
+    run pushed as base_model and the Evaluator compares against it.
     """
     import pathlib
 

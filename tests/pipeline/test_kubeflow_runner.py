@@ -1,6 +1,9 @@
-"""kubeflow_runner.py compiles the same create_pipeline into a valid KFP v2 spec."""
+"""kubeflow_runner.py: compile (the spec, parsed with kfp's protos), submit and schedule (against
+a KFP API stand-in on loopback). The compiled spec is run for real in test_kubeflow_run.py."""
 
+import http.server
 import json
+import threading
 
 import pytest
 import yaml
@@ -8,71 +11,212 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from model.options import OPTIONS_KEY, TrainOptions
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
 
-IMAGE = "registry.example/video-swin-tfx:test"
+BEAM_STEPS = ("VideoExampleGen", "StatisticsGen", "Transform", "Evaluator")
 
 
-def _compile(tmp_path, filename, *extra):
+def _compile(tmp_path, *flags, filename="pipeline.yaml", command="compile"):
     out = tmp_path / filename
-    kubeflow_runner.main(
-        [
-            "--image",
-            IMAGE,
-            "--pipeline-root",
-            "gs://bucket/root",
-            "--data-root",
-            "gs://bucket/ucf101",
-        ]
-        + ["--output", str(out), *extra]
-    )
+    kubeflow_runner.main([command, "--output", str(out), *flags])
     return out
 
 
-def test_compiles_a_kfp_v2_pipeline_spec(tmp_path):
-    job = json.loads(_compile(tmp_path, "pipeline.json", "--split", "2").read_text())
-    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
-    assert spec.pipeline_info.name == "video-swin-tfx"
-    assert set(spec.root.dag.tasks) == {
-        "VideoExampleGen",
-        "StatisticsGen",
-        "SchemaGen",
-        "ExampleValidator",
-        "AnomaliesGate",
-        "Transform",
-        # KFP v2 runs the latest-blessed-model Resolver as two resolver tasks.
-        "latest_blessed_model_resolver-model-blessing-resolver",
-        "latest_blessed_model_resolver-model-resolver",
-        "Trainer",
-        "Evaluator",
-        "Pusher",
-    }
-    # Validation consumes ExampleGen's output: the DAG is wired, not four islands.
-    assert "VideoExampleGen" in spec.root.dag.tasks["StatisticsGen"].dependent_tasks
-    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    # Every component runs in the image; the resolvers are KFP's own (no container).
-    containers = [e["container"] for e in executors.values() if "container" in e]
-    assert len(containers) == 9 and {c["image"] for c in containers} == {IMAGE}
-    assert {k for k, e in executors.items() if "container" not in e} == {
-        "latest_blessed_model_resolver-model-blessing-resolver_executor",
-        "latest_blessed_model_resolver-model-resolver_executor",
-    }
-    example_gen_args = executors["VideoExampleGen_executor"]["container"]["args"]
-    assert "components.video_example_gen.Executor" in example_gen_args
-    assert "--direct_running_mode=multi_processing" in example_gen_args
-    params = json.dumps(job["pipelineSpec"]["components"]["VideoExampleGen"])
-    assert "input_base" in params
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
-    assert "gs://bucket/ucf101" in json.dumps(job)
+def _spec(path) -> pipeline_spec_pb2.PipelineSpec:
+    return json_format.ParseDict(yaml.safe_load(path.read_text()), pipeline_spec_pb2.PipelineSpec())
 
 
-def test_yaml_output_and_beam_args(tmp_path):
-    out = _compile(tmp_path, "pipeline.yaml", "--beam-pipeline-args=--runner=DataflowRunner")
-    spec = yaml.safe_load(out.read_text())  # YAML holds the PipelineSpec itself, as KFP uploads it
-    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-    args = spec["deploymentSpec"]["executors"]["VideoExampleGen_executor"]
-    assert "--runner=DataflowRunner" in args["container"]["args"]
+def _container(spec, task):
+    label = spec.components[spec.root.dag.tasks[task].component_ref.name].executor_label
+    executor = spec.deployment_spec.fields["executors"].struct_value.fields[label]
+    container = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec()
+    json_format.ParseDict(
+        json_format.MessageToDict(executor.struct_value.fields["container"].struct_value),
+        container,
+    )
+    return container
 
 
-def test_schedule_needs_an_endpoint(tmp_path):
-    with pytest.raises(SystemExit, match="--schedule needs --endpoint"):
-        _compile(tmp_path, "p.json", "--schedule", "0 0 3 * * 0")
+def _train_options(spec) -> TrainOptions:
+    params = spec.root.dag.tasks["Trainer"].inputs.parameters
+    custom_config = json.loads(params["custom_config"].runtime_value.constant.string_value)
+    return TrainOptions.from_json(custom_config[OPTIONS_KEY])
+
+
+def test_compile_with_no_flags_writes_the_local_pipeline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kubeflow_runner.main(["compile"])  # defaults from pipeline/configs.py, output in the cwd
+    spec = _spec(tmp_path / f"{configs.PIPELINE_NAME}.yaml")
+    assert spec.schema_version == "2.1.0" and spec.pipeline_info.name == configs.PIPELINE_NAME
+    assert spec.default_pipeline_root == configs.KUBEFLOW_PIPELINE_ROOT
+    # Every component of the local pipeline, each after the ones it depends on, in the same order.
+    local = create_pipeline("p", "/root", configs.KUBEFLOW_DATA_ROOT, "/serving")
+    order = [c.id for c in local.components]
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == set(order)
+    for name, task in tasks.items():
+        upstream = set(task.dependent_tasks) | {
+            a.task_output_artifact.producer_task for a in task.inputs.artifacts.values()
+        }
+        assert all(order.index(u) < order.index(name) for u in upstream), name
+        assert {c.id for c in local.components[order.index(name)].upstream_nodes} == upstream
+    # Kubeflow Pipelines' backend runs containers (no resolvers) and reads parameter constants.
+    for name, task in tasks.items():
+        assert _container(spec, name).image == configs.KUBEFLOW_IMAGE, name
+        for param in task.inputs.parameters.values():
+            assert param.runtime_value.HasField("constant"), name
+    assert tasks["Trainer"].inputs.artifacts["base_model"].task_output_artifact.producer_task == (
+        "LatestPushedModel"
+    )
+    # Only the Trainer asks for a GPU (configs' default), and its run_fn is told to require it.
+    trainer = _container(spec, "Trainer").resources
+    assert (trainer.accelerator.resource_type, trainer.accelerator.resource_count) == (
+        configs.KUBEFLOW_GPU_TYPE,
+        str(configs.KUBEFLOW_TRAINER_GPUS),
+    )
+    assert trainer.resource_memory_limit == configs.KUBEFLOW_TRAINER_MEMORY
+    assert trainer.cpu_limit == configs.KUBEFLOW_TRAINER_CPU
+    assert _train_options(spec).gpus == configs.KUBEFLOW_TRAINER_GPUS
+    assert _train_options(spec).variant == configs.TRAIN_OPTIONS.variant
+    for name in set(tasks) - {"Trainer"}:
+        assert not _container(spec, name).HasField("resources"), name
+    serving = tasks["Pusher"].inputs.parameters["push_destination"].runtime_value.constant
+    assert f"{configs.KUBEFLOW_PIPELINE_ROOT}/serving/{configs.MODEL_NAME}" in serving.string_value
+
+
+def test_trainer_resources_training_and_beam_flags(tmp_path):
+    beam = "--runner=DataflowRunner --project=p --region=europe-west4 --temp_location=gs://b/tmp"
+    spec = _spec(
+        _compile(
+            tmp_path,
+            *("--gpus", "2", "--gpu-type", "NVIDIA_L4"),
+            *("--trainer-cpu", "12", "--trainer-memory", "85Gi"),
+            *("--variant", "swin_s", "--epochs", "3", "--clip-frames", "16", "--split", "2"),
+            *("--pipeline-root", "gs://bucket/root", "--data-root", "gs://bucket/videos"),
+            "--beam-pipeline-args=" + beam,
+        )
+    )
+    trainer = _container(spec, "Trainer").resources
+    assert (trainer.accelerator.type, trainer.accelerator.count) == ("NVIDIA_L4", 2)
+    assert (trainer.resource_cpu_limit, trainer.resource_memory_request) == ("12", "85Gi")
+    options = _train_options(spec)
+    assert (options.gpus, options.variant, options.epochs, options.clip_frames) == (
+        2,
+        "swin_s",
+        3,
+        16,
+    )
+    example_gen = spec.root.dag.tasks["VideoExampleGen"].inputs.parameters
+    assert example_gen["ucf_split"].runtime_value.constant.number_value == 2
+    assert example_gen["input_base"].runtime_value.constant.string_value == "gs://bucket/videos"
+    for name in BEAM_STEPS:
+        assert beam.split() == _container(spec, name).args[-4:], name
+    # ExampleGen's driver (run before KFP's cache check) gets them too.
+    assert beam.split() == _container(spec, "VideoExampleGen").lifecycle.pre_cache_check.args[-4:]
+    cpu_only = _spec(_compile(tmp_path, "--gpus", "0", filename="cpu.yaml"))
+    assert not _container(cpu_only, "Trainer").resources.HasField("accelerator")
+    assert _train_options(cpu_only).gpus == 0
+
+
+def test_json_output_is_a_vertex_pipeline_job(tmp_path):
+    job = json.loads(
+        _compile(tmp_path, "--pipeline-root", "gs://b/r", filename="job.json").read_text()
+    )
+    parsed = json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
+    assert parsed.runtime_config.gcs_output_directory == "gs://b/r"
+    assert "Trainer" in parsed.pipeline_spec["root"]["dag"]["tasks"]
+
+
+@pytest.mark.parametrize("command", ["compile", "submit", "schedule"])
+def test_help_documents_every_setting(command, capsys):
+    with pytest.raises(SystemExit):
+        kubeflow_runner.main([command, "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--image", "--pipeline-root", "--data-root", "--serving-dir", "--split"):
+        assert flag in text
+    for flag in ("--variant", "--pretrained", "--epochs", "--beam-pipeline-args", "--gpus"):
+        assert flag in text
+    for flag in ("--gpu-type", "--trainer-cpu", "--trainer-memory", "--output"):
+        assert flag in text
+    assert ("--endpoint" in text) == (command != "compile")
+    assert ("--cron" in text) == (command == "schedule")
+
+
+def test_submit_and_schedule_need_an_endpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        kubeflow_runner.main(["submit", "--output", str(tmp_path / "p.yaml")])
+    with pytest.raises(SystemExit):
+        kubeflow_runner.main(["schedule", "--endpoint", "http://127.0.0.1:1"])
+    assert "--cron" in capsys.readouterr().err
+
+
+class _KfpApi(http.server.BaseHTTPRequestHandler):
+    """The few KFP v2beta1 REST calls kfp.Client makes to create a run or a recurring run."""
+
+    requests: list = []
+
+    def _reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self.requests.append(("GET", self.path, None))
+        self._reply({"multi_user": False} if "healthz" in self.path else {})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        self.requests.append(("POST", self.path, body))
+        if self.path.endswith("/experiments"):
+            self._reply({"experiment_id": "experiment-1", **body})
+        elif self.path.endswith("/recurringruns"):
+            self._reply({"recurring_run_id": "recurring-1", **body})
+        else:
+            self._reply({"run_id": "run-1", **body})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kfp_api():
+    _KfpApi.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KfpApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _KfpApi.requests
+    server.shutdown()
+
+
+def _posted(requests, suffix):
+    (body,) = [b for method, path, b in requests if method == "POST" and path.endswith(suffix)]
+    return body
+
+
+def test_submit_creates_a_run_with_the_spec_and_its_root(tmp_path, kfp_api, capsys):
+    endpoint, requests = kfp_api
+    _compile(tmp_path, "--endpoint", endpoint, "--pipeline-root", "gs://b/r", command="submit")
+    run = _posted(requests, "/runs")
+    assert set(run["pipeline_spec"]["root"]["dag"]["tasks"]) >= {"Trainer", "Pusher"}
+    assert run["runtime_config"]["pipeline_root"] == "gs://b/r"
+    assert run["experiment_id"] == "experiment-1"
+    assert all(
+        task.get("cachingOptions", {}).get("enableCache") in (None, False)
+        for task in run["pipeline_spec"]["root"]["dag"]["tasks"].values()
+    )
+    assert "created run run-1" in capsys.readouterr().out
+
+
+def test_schedule_creates_a_recurring_run(tmp_path, kfp_api, capsys):
+    endpoint, requests = kfp_api
+    _compile(tmp_path, "--endpoint", endpoint, "--cron", "0 0 3 * * 0", command="schedule")
+    job = _posted(requests, "/recurringruns")
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 0"
+    assert job["max_concurrency"] in (1, "1") and job["no_catchup"] is True
+    assert job["runtime_config"]["pipeline_root"] == configs.KUBEFLOW_PIPELINE_ROOT
+    assert "Trainer" in job["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert "created recurring run recurring-1" in capsys.readouterr().out

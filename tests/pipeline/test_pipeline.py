@@ -158,7 +158,7 @@ def test_create_pipeline_wires_the_components():
         "ExampleValidator",
         "AnomaliesGate",
         "Transform",
-        "latest_blessed_model_resolver",
+        "LatestPushedModel",
         "Trainer",
         "Evaluator",
         "Pusher",

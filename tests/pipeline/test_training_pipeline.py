@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+from components import served_model
 from data import features as F
 from data import synthetic
 from model import preprocessing, train
@@ -30,6 +31,7 @@ COMPONENTS = (
     "ExampleValidator",
     "AnomaliesGate",
     "Transform",
+    "LatestPushedModel",
     "Trainer",
     "Evaluator",
     "Pusher",
@@ -181,22 +183,40 @@ def _inputs_of(metadata_path, type_name):
     return store, inputs
 
 
-def test_retraining_starts_from_and_is_judged_against_the_blessed_model(pipeline_run, retrain_run):
-    store, _ = _inputs_of(retrain_run["metadata"], "tfx.components.trainer.component.Trainer")
-    models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
-    assert len(models) == 2
-    first, second = models
-    _, trainer_inputs = _inputs_of(
+def test_retraining_starts_from_and_is_judged_against_the_served_model(pipeline_run, retrain_run):
+    """The first run had nothing to start from; the retraining run got a copy of the model the
+    first run pushed, as the Trainer's base_model and the Evaluator's baseline."""
+    store, trainer_inputs = _inputs_of(
         retrain_run["metadata"], "tfx.components.trainer.component.Trainer"
     )
-    last_trainer = max(trainer_inputs)
-    assert first.id in trainer_inputs[last_trainer]  # base_model = the blessed first model
-    _, evaluator_inputs = _inputs_of(
-        retrain_run["metadata"], "tfx.components.evaluator.component.Evaluator"
+    _, evaluator_inputs = _inputs_of(retrain_run["metadata"], "components.served_model.Evaluator")
+    lookups = sorted(
+        (
+            a
+            for a in store.get_artifacts_by_type("Model")
+            if served_model.SOURCE_PROPERTY in a.custom_properties
+        ),
+        key=lambda a: a.id,
     )
-    assert {first.id, second.id} <= set(evaluator_inputs[max(evaluator_inputs)])  # baseline
-    with open(os.path.join(second.uri, train.TRAINING_RECORD)) as f:
-        assert json.load(f)["started_from"].startswith(f"base model {first.uri}")
+    assert len(lookups) == 2
+    first, second = (
+        a.custom_properties[served_model.SOURCE_PROPERTY].string_value for a in lookups
+    )
+    (version,) = _versions(pipeline_run["serving_dir"])
+    assert first == "" and second == os.path.join(pipeline_run["serving_dir"], version)
+    baseline = lookups[1]
+    copied = os.path.join(baseline.uri, "Format-Serving", "saved_model.pb")
+    with open(copied, "rb") as a, open(os.path.join(second, "saved_model.pb"), "rb") as b:
+        assert a.read() == b.read()
+    assert baseline.id in trainer_inputs[max(trainer_inputs)]
+    assert baseline.id in evaluator_inputs[max(evaluator_inputs)]
+    (record,) = [
+        path
+        for path in glob.glob(f"{retrain_run['pipeline_root']}/Trainer/model/*/training.json")
+        if path != _first_run(f"{retrain_run['pipeline_root']}/Trainer/model/*/training.json")
+    ]
+    with open(record) as f:
+        assert json.load(f)["started_from"].startswith(f"base model {baseline.uri}")
 
 
 def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, retrain_run):
