@@ -35,3 +35,9 @@ COPY components ./components
 COPY model ./model
 COPY pipeline ./pipeline
 COPY serving ./serving
+# The same image is Beam's SDK harness on Dataflow, Flink and Spark (`--sdk_container_image` or
+# `--environment_type=DOCKER --environment_config`), so Beam workers have data/, PyAV and the pins:
+# Beam's boot program from the SDK image of the locked Beam version. Kubeflow Pipelines sets each
+# step's command, which overrides this entry point.
+COPY --from=apache/beam_python3.11_sdk:2.59.0 /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -121,6 +121,14 @@ def _trainer_resources(args: argparse.Namespace):
     return resources
 
 
+def _image_path(path: str | None) -> str | None:
+    """A file of this repository as the image sees it: relative to its WORKDIR, the repo root."""
+    if not path or "://" in path:
+        return path
+    full, root = os.path.abspath(path), os.path.dirname(os.path.abspath(__file__))
+    return os.path.relpath(full, root) if full.startswith(root + os.sep) else path
+
+
 def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec to args.output and returns its path."""
     import yaml
@@ -138,7 +146,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         ingest_options=configs.INGEST_OPTIONS,
         train_options=cli.train_options(configs.TRAIN_OPTIONS, args),
         min_accuracy=configs.MIN_ACCURACY if args.min_accuracy is None else args.min_accuracy,
-        schema_path=args.schema or cli.default_schema(args.data_root),
+        schema_path=_image_path(args.schema or cli.default_schema(args.data_root)),
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
         beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),

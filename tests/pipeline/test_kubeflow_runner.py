@@ -121,12 +121,15 @@ def test_trainer_resources_training_and_beam_flags(tmp_path):
 
 
 def test_json_output_is_a_vertex_pipeline_job(tmp_path):
-    job = json.loads(
-        _compile(tmp_path, "--pipeline-root", "gs://b/r", filename="job.json").read_text()
-    )
+    flags = ("--pipeline-root", "gs://b/r", "--schema", configs.UCF101_SCHEMA)
+    job = json.loads(_compile(tmp_path, *flags, filename="job.json").read_text())
     parsed = json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
     assert parsed.runtime_config.gcs_output_directory == "gs://b/r"
-    assert "Trainer" in parsed.pipeline_spec["root"]["dag"]["tasks"]
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "Trainer" in tasks and "SchemaGen" not in tasks
+    # The curated schema as the image sees it: relative to its WORKDIR, the repository root.
+    schema = tasks["ImportSchemaGen"]["inputs"]["parameters"]["schema_file"]
+    assert schema["runtimeValue"]["constant"] == "pipeline/schema/ucf101/schema.pbtxt"
 
 
 @pytest.mark.parametrize("command", ["compile", "submit", "schedule"])
