@@ -46,3 +46,14 @@ def test_accumulating_two_micro_batches_equals_one_whole_batch_step():
 def test_batch_must_divide_into_micro_batches():
     with pytest.raises(ValueError, match="multiple of accumulation_steps"):
         dataclasses.replace(OPTIONS, accumulation_steps=3)
+
+
+def test_a_trainer_that_needs_gpus_fails_at_start_saying_why():
+    """--gpus N (Kubeflow's default is 1) on a machine where TensorFlow sees fewer GPUs."""
+    import tensorflow as tf
+
+    visible = len(tf.config.list_physical_devices("GPU"))
+    with pytest.raises(RuntimeError, match=rf"{visible + 1} GPU\(s\) requested") as error:
+        train.make_strategy("auto", gpus=visible + 1)
+    assert "make setup GPU=1" in str(error.value) and "--build-arg GPU=1" in str(error.value)
+    assert train.make_strategy("auto", gpus=visible).num_replicas_in_sync >= 1
