@@ -11,16 +11,31 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _lock_pins() -> dict[str, str]:
-    lines = (ROOT / "requirements.lock").read_text().splitlines()
-    reqs = [Requirement(ln) for ln in lines if ln.strip() and not ln.startswith("#")]
-    return {r.name.lower(): next(iter(r.specifier)).version for r in reqs}
+def _lock_pins(sections=("runtime", "gpu", "test-only")) -> dict[str, str]:
+    """{name: version} of the lock's pins in `sections` (its `# <section> ...` headers)."""
+    pins, section = {}, None
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.startswith("# ") and line.split()[1] in ("runtime", "gpu", "test-only"):
+            section = line.split()[1]
+        elif line.strip() and not line.startswith("#") and section in sections:
+            req = Requirement(line)
+            pins[req.name.lower()] = next(iter(req.specifier)).version
+    return pins
+
+
+def _gpu_wheels_installed() -> bool:
+    try:
+        importlib.metadata.version("nvidia-cudnn-cu12")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def test_lock_pins_satisfy_pyproject():
     """requirements.lock was derived from the current pyproject.toml (else run `make lock`)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + extras["test"] + extras["gpu"]
     pins = _lock_pins()
     for line in declared:
         req = Requirement(line)
@@ -29,8 +44,11 @@ def test_lock_pins_satisfy_pyproject():
 
 
 def test_installed_versions_match_the_lock():
-    pins = _lock_pins()
+    """The runtime and test-only pins; the gpu section too where make setup installed it."""
+    gpu = ("gpu",) if _gpu_wheels_installed() else ()
+    pins = _lock_pins(("runtime", "test-only", *gpu))
     assert len(pins) > 200, "the lock should pin the whole TFX stack"
+    assert len(_lock_pins(("gpu",))) >= 10, "the lock should pin TensorFlow's CUDA wheels"
     mismatched = {}
     for name, version in pins.items():
         try:
