@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         f"  serve it:      python -m serving --model-dir {serving_dir}",
         "  real UCF101:   python local_runner.py --data-root /data/ucf101 --split 1 "
         "--pretrained swin_tiny_patch244_window877_kinetics400_1k.pth",
-        "  on Kubeflow:   python kubeflow_runner.py --help",
+        "  on Kubeflow:   python kubeflow_runner.py compile --help",
     ]
     os.makedirs(report_dir, exist_ok=True)
     with open(os.path.join(report_dir, "summary.txt"), "w") as f:
