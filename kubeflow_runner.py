@@ -63,6 +63,15 @@ def _settings_parser() -> argparse.ArgumentParser:
     trainer.add_argument(
         "--trainer-memory", default=configs.KUBEFLOW_TRAINER_MEMORY, help="e.g. 32G or 64Gi"
     )
+    vertex = parser.add_argument_group(
+        "training on several machines (Vertex AI custom job; the Trainer's pod only waits for it)"
+    )
+    vertex.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
+    vertex.add_argument("--vertex-region", default=configs.VERTEX_REGION)
+    vertex.add_argument(
+        "--workers", type=int, default=1, help="machines, each with --gpus of --gpu-type"
+    )
+    vertex.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE)
     return parser
 
 
@@ -86,9 +95,38 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--cron", required=True, help='six fields, seconds first: "0 0 3 * * 0" = Sundays 03:00'
     )
     args = parser.parse_args(argv)
+    if args.workers > 1 and not args.vertex_project:
+        parser.error(
+            "--workers > 1 trains on Vertex AI: give --vertex-project (and --vertex-region)"
+        )
+    if args.vertex_project and args.gpus and args.gpu_type == configs.KUBEFLOW_GPU_TYPE:
+        parser.error("--vertex-project: name a Vertex accelerator, e.g. --gpu-type NVIDIA_L4")
     if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
         parser.error("submit and schedule upload a .yaml spec: use --output NAME.yaml")
     return args
+
+
+def _vertex_training(args: argparse.Namespace) -> dict | None:
+    """Vertex AI CustomJob arguments: a chief pool and a pool of the other workers."""
+    if not args.vertex_project:
+        return None
+    machine = {"machine_type": args.machine_type}
+    if args.gpus:
+        machine |= {"accelerator_type": args.gpu_type, "accelerator_count": args.gpus}
+    pools = [
+        {
+            "machine_spec": machine,
+            "replica_count": count,
+            "container_spec": {"image_uri": args.image},
+        }
+        for count in (1, args.workers - 1)
+        if count
+    ]
+    return {
+        "project": args.vertex_project,
+        "region": args.vertex_region,
+        "worker_pool_specs": pools,
+    }
 
 
 def _trainer_resources(args: argparse.Namespace):
@@ -109,7 +147,7 @@ def _trainer_resources(args: argparse.Namespace):
         resource_memory_limit=memory,
         resource_memory_request=memory,
     )
-    if args.gpus:
+    if args.gpus and not args.vertex_project:  # on Vertex, the job's machines hold the GPUs
         resources.accelerator.CopyFrom(
             spec.AcceleratorConfig(
                 type=args.gpu_type,
@@ -150,6 +188,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
         beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
+        vertex_training=_vertex_training(args),
     )
     for component in pipeline.components:
         if component.id == "Trainer":

@@ -89,3 +89,6 @@ KUBEFLOW_TRAINER_GPUS = 1
 KUBEFLOW_GPU_TYPE = "nvidia.com/gpu"
 KUBEFLOW_TRAINER_CPU = 8
 KUBEFLOW_TRAINER_MEMORY = "32G"
+# Training on several machines: a Vertex AI custom job (kubeflow_runner.py --vertex-project).
+VERTEX_REGION = "us-central1"
+VERTEX_MACHINE_TYPE = "g2-standard-12"  # 1 NVIDIA L4 per machine (--gpus 1 --gpu-type NVIDIA_L4)

@@ -35,6 +35,7 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = False,
+    vertex_training: dict | None = None,
 ) -> tfx.dsl.Pipeline:
     """schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
     this data (SchemaGen), which can then only flag problems inside this one data set.
@@ -42,6 +43,9 @@ def create_pipeline(
     allow_anomalies: train even when ExampleValidator found anomalies (for people who looked).
     validate_only: stop after ExampleValidator (ingest and validate new data, report anomalies,
     train nothing).
+    vertex_training: {"project", "region", "worker_pool_specs"} runs the Trainer as a Vertex AI
+    custom job on several machines (Vertex sets TF_CONFIG: run_fn goes multi-worker); the
+    pipeline must then run where Vertex is reachable (Vertex AI Pipelines, or KFP on GCP).
     """
     if not validate_only and not serving_dir:
         raise ValueError("serving_dir is required unless validate_only")
@@ -83,7 +87,20 @@ def create_pipeline(
     served = LatestPushedModel(
         serving_dir=serving_dir, lookup=uuid.uuid4().hex if enable_cache else ""
     )
-    trainer = tfx.components.Trainer(
+    trainer_config = {train.OPTIONS_KEY: train_options.to_json()}
+    trainer_component = tfx.components.Trainer
+    if vertex_training:
+        vertex = tfx.extensions.google_cloud_ai_platform
+        trainer_component = vertex.Trainer
+        trainer_config |= {
+            vertex.ENABLE_VERTEX_KEY: True,
+            vertex.VERTEX_REGION_KEY: vertex_training["region"],
+            vertex.TRAINING_ARGS_KEY: {
+                "project": vertex_training["project"],
+                "worker_pool_specs": vertex_training["worker_pool_specs"],
+            },
+        }
+    trainer = trainer_component(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -91,7 +108,7 @@ def create_pipeline(
         base_model=served.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={train.OPTIONS_KEY: train_options.to_json()},
+        custom_config=trainer_config,
     )
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],

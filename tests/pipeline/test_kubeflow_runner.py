@@ -141,7 +141,7 @@ def test_help_documents_every_setting(command, capsys):
         assert flag in text
     for flag in ("--variant", "--pretrained", "--epochs", "--beam-pipeline-args", "--gpus"):
         assert flag in text
-    for flag in ("--gpu-type", "--trainer-cpu", "--trainer-memory", "--output"):
+    for flag in ("--gpu-type", "--trainer-cpu", "--trainer-memory", "--output", "--workers"):
         assert flag in text
     assert ("--endpoint" in text) == (command != "compile")
     assert ("--cron" in text) == (command == "schedule")
@@ -223,3 +223,34 @@ def test_schedule_creates_a_recurring_run(tmp_path, kfp_api, capsys):
     assert job["runtime_config"]["pipeline_root"] == configs.KUBEFLOW_PIPELINE_ROOT
     assert "Trainer" in job["pipeline_spec"]["root"]["dag"]["tasks"]
     assert "created recurring run recurring-1" in capsys.readouterr().out
+
+
+def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
+    flags = ("--vertex-project", "p", "--vertex-region", "europe-west4", "--workers", "4")
+    spec = _spec(_compile(tmp_path, *flags, "--gpus", "2", "--gpu-type", "NVIDIA_L4"))
+    trainer = _container(spec, "Trainer")
+    assert "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor" in (
+        trainer.args
+    )
+    assert not trainer.resources.HasField("accelerator")  # the pod only waits for the job
+    params = spec.root.dag.tasks["Trainer"].inputs.parameters
+    config = json.loads(params["custom_config"].runtime_value.constant.string_value)
+    assert config["ai_platform_enable_vertex"] is True
+    assert config["ai_platform_vertex_region"] == "europe-west4"
+    job = config["ai_platform_training_args"]
+    assert job["project"] == "p"
+    assert [pool["replica_count"] for pool in job["worker_pool_specs"]] == [1, 3]  # chief, workers
+    for pool in job["worker_pool_specs"]:
+        assert pool["container_spec"]["image_uri"] == configs.KUBEFLOW_IMAGE
+        assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_L4"
+        assert pool["machine_spec"]["accelerator_count"] == 2
+    assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each worker checks its GPUs
+
+
+def test_several_machines_need_vertex(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--workers", "2")
+    assert "--vertex-project" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--vertex-project", "p")  # nvidia.com/gpu is not a Vertex type
+    assert "NVIDIA_L4" in capsys.readouterr().err
