@@ -1,7 +1,7 @@
 """Runs the pipeline locally with LocalDagRunner (`make run`): flags in, create_pipeline out.
 
     python local_runner.py                          # the embedded set, CPU, a few minutes
-    python local_runner.py --data-root /data/ucf101 --split 1 --variant swin_t \
+    python local_runner.py --data-root /data/ucf101 --split 1 --variant swin_t \\
         --pretrained swin_tiny_patch244_window877_kinetics400_1k.pth
 """
 
