@@ -21,6 +21,8 @@ import json  # noqa: E402
 
 from pipeline import cli, configs  # noqa: E402
 
+ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]  # every step's container command
+
 
 def _settings_parser() -> argparse.ArgumentParser:
     """The flags every subcommand takes: what the compiled pipeline does and where."""
@@ -195,8 +197,11 @@ def compile_pipeline(args: argparse.Namespace) -> str:
             component.with_platform_config(_trainer_resources(args))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         # Pipeline spec 2.1: Kubeflow Pipelines' backend reads only its parameter constants.
+        # The entry point: TFX's, once input artifacts have types (pipeline/kfp_entrypoint.py).
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=args.image, use_pipeline_spec_2_1=True
+            default_image=args.image,
+            default_commands=ENTRYPOINT,
+            use_pipeline_spec_2_1=True,
         ),
     )
     job = runner.run(pipeline, write_out=False)

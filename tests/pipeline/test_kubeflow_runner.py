@@ -65,6 +65,7 @@ def test_compile_with_no_flags_writes_the_local_pipeline(tmp_path, monkeypatch):
     # Kubeflow Pipelines' backend runs containers (no resolvers) and reads parameter constants.
     for name, task in tasks.items():
         assert _container(spec, name).image == configs.KUBEFLOW_IMAGE, name
+        assert _container(spec, name).command == kubeflow_runner.ENTRYPOINT, name
         for param in task.inputs.parameters.values():
             assert param.runtime_value.HasField("constant"), name
     assert tasks["Trainer"].inputs.artifacts["base_model"].task_output_artifact.producer_task == (
