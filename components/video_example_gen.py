@@ -86,8 +86,9 @@ class VideoExampleGen(FileBasedExampleGen):
 
     SPEC_CLASS = VideoExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
-    # A FileBasedExampleGen, so both LocalDagRunner and Kubeflow V2 run TFX's file-based driver
-    # (span, version and fingerprint of input_base) before the executor.
+    # A FileBasedExampleGen: LocalDagRunner and Vertex AI Pipelines run TFX's file-based driver
+    # (span, version and fingerprint of input_base) before the executor. Kubeflow Pipelines'
+    # open-source backend runs no such pre-cache hook; the executor needs none of its outputs.
     DRIVER_CLASS = driver.FileBasedDriver
 
     def __init__(
