@@ -1,0 +1,373 @@
+"""components/tfjob_trainer.py: the TFJob manifest; the executor against a stand-in of the
+Kubernetes API on 127.0.0.1 (TFJob create and get only); and a pipeline whose Trainer is the TFJob
+Trainer, where the stand-in plays the Training Operator: it runs the manifest's replicas as local
+processes with the TF_CONFIG the operator sets, so the replicas' command really trains."""
+
+import glob
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+from tfx.types import artifact_utils, standard_artifacts
+
+from components import tfjob_trainer as tj
+from model.options import OPTIONS_KEY
+from tests.conftest import tiny_train_options
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/?]+))?")
+
+
+# ---------------------------------------------------------------- a Kubernetes API stand-in
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _condition(kind, reason="", message=""):
+    return {"type": kind, "status": "True", "reason": reason, "message": message}
+
+
+class KubeStandIn:
+    """The TFJob create/get paths of a Kubernetes API server on 127.0.0.1.
+
+    `statuses`: what successive GETs report (the last one repeats). Without them it plays the
+    Training Operator: each replica of a created TFJob runs as a local process (the container's
+    command, `python` being this interpreter, the repository the image's WORKDIR) with the
+    operator's TF_CONFIG, its output in `log_dir`/<pod>.log; the status follows the processes.
+    """
+
+    def __init__(self, statuses=None, log_dir=None, deadline_s=600):
+        self.statuses, self.log_dir, self.deadline = statuses, log_dir, time.time() + deadline_s
+        self.created, self.gets, self.replicas = [], 0, {}
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802
+                match = TFJOBS.match(self.path)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not match or match.group(2):
+                    return self._reply(404, {"kind": "Status", "code": 404})
+                stand_in.created.append((match.group(1), body))
+                if stand_in.statuses is None:
+                    stand_in._start(body)
+                self._reply(201, body)
+
+            def do_GET(self):  # noqa: N802
+                match = TFJOBS.match(self.path)
+                jobs = {(ns, b["metadata"]["name"]): b for ns, b in stand_in.created}
+                job = jobs.get(match.groups()) if match else None
+                if job is None:
+                    return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                stand_in.gets += 1
+                self._reply(200, {**job, "status": stand_in._status(job)})
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        for proc, log in self.replicas.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            log.close()
+
+    def _start(self, job):
+        name, specs = job["metadata"]["name"], job["spec"]["tfReplicaSpecs"]
+        ports = iter(_free_ports(sum(s["replicas"] for s in specs.values())))
+        cluster = {
+            kind.lower(): [f"127.0.0.1:{next(ports)}" for _ in range(spec["replicas"])]
+            for kind, spec in specs.items()
+        }
+        for kind, spec in specs.items():
+            (container,) = spec["template"]["spec"]["containers"]
+            assert container["name"] == "tensorflow" and container["command"][0] == "python"
+            for index in range(spec["replicas"]):
+                task = {"type": kind.lower(), "index": index}
+                env = dict(os.environ, **{e["name"]: e["value"] for e in container["env"]})
+                env["PYTHONPATH"] = REPO
+                env["TF_CONFIG"] = json.dumps(
+                    {"cluster": cluster, "task": task, "environment": "cloud"}
+                )
+                pod = f"{name}-{kind.lower()}-{index}"
+                log = open(os.path.join(self.log_dir, f"{pod}.log"), "w")  # noqa: SIM115
+                proc = subprocess.Popen(
+                    [sys.executable, *container["command"][1:]],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                self.replicas[pod] = (proc, log)
+
+    def _status(self, job):
+        if self.statuses is not None:
+            return self.statuses[min(self.gets - 1, len(self.statuses) - 1)]
+        if time.time() > self.deadline:  # a hung replica fails the job instead of the test run
+            for proc, _ in self.replicas.values():
+                proc.kill()
+        codes = {pod: proc.poll() for pod, (proc, _) in self.replicas.items()}
+        conditions = [_condition("Created", "TFJobCreated")]
+        failed = [pod for pod, code in codes.items() if code not in (None, 0)]
+        if failed:
+            for proc, _ in self.replicas.values():  # cleanPodPolicy Running: the rest go
+                proc.kill()
+                proc.wait()
+            conditions.append(_condition("Failed", "TFJobFailed", f"{failed} failed"))
+        elif all(code == 0 for code in codes.values()):
+            conditions.append(_condition("Succeeded", "TFJobSucceeded"))
+        else:
+            conditions.append(_condition("Running", "TFJobRunning"))
+        active = sum(code is None for code in codes.values())
+        return {"conditions": conditions, "replicaStatuses": {"All": {"active": active}}}
+
+
+# ---------------------------------------------------------------- manifest and executor
+
+
+def _step(root, settings):
+    """Trainer-like inputs, outputs and exec properties (no data: nothing trains)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = str(root / "transform_graph")
+    model, run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, run.uri = str(root / "model"), str(root / "model_run")
+    exec_properties = {
+        "custom_config": json.dumps({OPTIONS_KEY: "{}", tj.TFJOB_KEY: settings}),
+        "run_fn": "model.train.run_fn",
+        "train_args": json.dumps({"splits": ["train"]}),
+    }
+    return (
+        {"examples": [examples], "transform_graph": [graph]},
+        {"model": [model], "model_run": [run]},
+        exec_properties,
+    )
+
+
+def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
+    inputs, outputs, props = _step(tmp_path, {"image": "img"})
+    settings = tj.TFJobSettings(
+        image="registry/video-swin:1",
+        workers=3,
+        gpus=2,
+        gpu_type="amd.com/gpu",
+        cpu="8",
+        memory="32G",
+        service_account="trainer",
+    )
+    command = tj.replica_command(inputs, outputs, props)
+    manifest = tj.tfjob_manifest("job-1", "team-a", settings, command, None)
+    assert manifest["apiVersion"] == "kubeflow.org/v1" and manifest["kind"] == "TFJob"
+    assert manifest["metadata"]["namespace"] == "team-a"
+    specs = manifest["spec"]["tfReplicaSpecs"]
+    assert {k: s["replicas"] for k, s in specs.items()} == {"Chief": 1, "Worker": 2}
+    for spec in specs.values():
+        assert spec["restartPolicy"] == "OnFailure"
+        pod = spec["template"]["spec"]
+        assert pod["serviceAccountName"] == "trainer"
+        (container,) = pod["containers"]
+        assert container["name"] == "tensorflow" and container["image"] == "registry/video-swin:1"
+        assert container["resources"] == {
+            "requests": {"cpu": "8", "memory": "32G"},
+            "limits": {"memory": "32G", "amd.com/gpu": 2},
+        }
+        assert {e["name"]: e["value"] for e in container["env"]} == {
+            "TF_USE_LEGACY_KERAS": "1",
+            "PYTHONPATH": "/pipeline",
+        }
+        args = container["command"]
+        assert args[:3] == ["python", "-m", "tfx.scripts.run_executor"]
+        assert args[args.index("--executor_class_path") + 1] == (
+            "tfx.components.trainer.executor.GenericExecutor"
+        )
+        # The replicas get this very step's artifacts and properties back.
+        parsed = artifact_utils.parse_artifact_dict(args[args.index("--outputs") + 1])
+        assert parsed["model"][0].uri == str(tmp_path / "model")
+        assert json.loads(args[args.index("--exec-properties") + 1]) == props
+    run_policy = manifest["spec"]["runPolicy"]
+    assert run_policy["backoffLimit"] >= 1 and run_policy["cleanPodPolicy"] == "Running"
+    assert run_policy["ttlSecondsAfterFinished"] > 0
+    one = tj.tfjob_manifest("job-2", "ns", tj.TFJobSettings(image="i", workers=1), command, None)
+    assert list(one["spec"]["tfReplicaSpecs"]) == ["Chief"]
+    container = one["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]
+    assert "resources" not in container or not container["resources"].get("limits")
+    names = {tj.job_name(None, "gs://b/model/7") for _ in range(20)}
+    assert len(names) == 20
+    assert all(re.fullmatch(r"[a-z][a-z0-9-]{0,38}[a-z0-9]", n) for n in names)
+    with pytest.raises(ValueError, match="tfjob"):
+        tj.TFJobSettings.from_custom_config({OPTIONS_KEY: "{}"})
+
+
+def _statuses(*conditions):
+    return [{"conditions": [*conditions[: i + 1]]} for i in range(len(conditions))]
+
+
+def test_executor_creates_the_tfjob_and_waits_for_success(tmp_path, caplog):
+    settings = {"image": "img:1", "workers": 2, "namespace": "team-a", "poll_seconds": 0.05}
+    inputs, outputs, props = _step(tmp_path, settings)
+    serving = tmp_path / "model" / "Format-Serving"
+    statuses = _statuses(
+        _condition("Created", "TFJobCreated"),
+        _condition("Running", "TFJobRunning"),
+        _condition("Running", "TFJobRunning"),
+        _condition("Succeeded", "TFJobSucceeded"),
+    )
+    caplog.set_level("INFO")
+    with KubeStandIn(statuses) as api:
+        executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
+        with pytest.raises(RuntimeError, match="saved_model.pb is missing"):
+            executor.Do(inputs, outputs, props)  # "succeeded" yet the chief wrote nothing here
+        # Made beforehand: TFX's GenericExecutor fails a worker that finds it missing.
+        assert serving.is_dir() and not os.listdir(serving)
+        api.gets = 0
+        (serving / "saved_model.pb").write_bytes(b"chief's export")
+        executor.Do(inputs, outputs, props)
+        assert api.gets == 4  # polled until Succeeded, no further
+    (namespace, body), (_, second) = api.created
+    assert namespace == "team-a" and body["metadata"]["namespace"] == "team-a"
+    assert body["metadata"]["name"] != second["metadata"]["name"]
+    command = tj.replica_command(inputs, outputs, props)
+    expected = tj.tfjob_manifest(
+        body["metadata"]["name"], "team-a", tj.TFJobSettings(**settings), command, None
+    )
+    assert body == expected
+    states = re.findall(rf"TFJob {body['metadata']['name']}: (\w+)", caplog.text)
+    assert states == ["Created", "Running", "Succeeded"]  # changes only
+
+
+def test_a_failed_tfjob_fails_the_step_with_its_reason(tmp_path):
+    settings = {"image": "img:1", "namespace": "team-a", "poll_seconds": 0.05}
+    inputs, outputs, props = _step(tmp_path, settings)
+    message = "TFJob team-a/x has failed because 1 Worker replica(s) failed."
+    statuses = _statuses(
+        _condition("Created", "TFJobCreated"),
+        _condition("Running", "TFJobRunning"),
+        _condition("Failed", "TFJobFailed", message),
+    )
+    with KubeStandIn(statuses) as api:
+        executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
+        with pytest.raises(RuntimeError) as failure:
+            executor.Do(inputs, outputs, props)
+    name = api.created[0][1]["metadata"]["name"]
+    text = str(failure.value)
+    assert f"TFJob {name} in namespace team-a failed: TFJobFailed: {message}" in text
+    assert f"kubectl logs -n team-a -l training.kubeflow.org/job-name={name}" in text
+
+
+# ---------------------------------------------------------------- the replicas train for real
+
+
+def _kubeconfig(path, server, namespace):
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "stand-in", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [
+            {
+                "name": "ctx",
+                "context": {"cluster": "stand-in", "user": "me", "namespace": namespace},
+            }
+        ],
+        "current-context": "ctx",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_pipeline_trainer_trains_as_chief_and_worker(pipeline_run, tmp_path, monkeypatch):
+    from tfx import v1 as tfx
+
+    root = pipeline_run["pipeline_root"]
+    (graph_uri,) = glob.glob(f"{root}/Transform/transform_graph/*")
+    (examples_uri,) = glob.glob(f"{root}/Transform/transformed_examples/*")
+    examples = tfx.dsl.Importer(
+        source_uri=examples_uri,
+        artifact_type=tfx.types.standard_artifacts.Examples,
+        properties={"split_names": artifact_utils.encode_split_names(["train", "eval"])},
+    ).with_id("examples")
+    graph = tfx.dsl.Importer(
+        source_uri=graph_uri, artifact_type=tfx.types.standard_artifacts.TransformGraph
+    ).with_id("graph")
+    options = tiny_train_options(epochs=1, batch_size=4)
+    trainer = tj.Trainer(
+        run_fn="model.train.run_fn",
+        examples=examples.outputs["result"],
+        transform_graph=graph.outputs["result"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={
+            OPTIONS_KEY: options.to_json(),
+            tj.TFJOB_KEY: {"image": "video-swin-tfx:test", "workers": 2, "poll_seconds": 1},
+        },
+    )
+    assert trainer.id == "Trainer"
+    pipeline_root = tmp_path / "root"
+    (tmp_path / "pods").mkdir()
+    with KubeStandIn(log_dir=str(tmp_path / "pods")) as api:
+        # As on a laptop: no in-cluster config, the kubeconfig's server and namespace.
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path / "kubeconfig", api.url, "ml-team"))
+        tfx.orchestration.LocalDagRunner().run(
+            tfx.dsl.Pipeline(
+                pipeline_name="tfjob-test",
+                pipeline_root=str(pipeline_root),
+                components=[examples, graph, trainer],
+                metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                    str(tmp_path / "metadata.sqlite")
+                ),
+            )
+        )
+    ((namespace, job),) = api.created
+    name = job["metadata"]["name"]
+    assert namespace == "ml-team" and name.startswith("tfjob-test-trainer-")
+    logs = {pod: (tmp_path / "pods" / f"{pod}.log").read_text() for pod in api.replicas}
+    assert set(logs) == {f"{name}-chief-0", f"{name}-worker-0"}
+    for log in logs.values():
+        # One cluster of two: a global batch of 2 x 4 clips.
+        assert re.search(r"(MultiWorkerMirrored|CollectiveAllReduce)Strategy with 2 replica", log)
+        assert "steps of 8 clips (4 per replica)" in log
+    (model_uri,) = glob.glob(f"{pipeline_root}/Trainer/model/*")
+    (run_uri,) = glob.glob(f"{pipeline_root}/Trainer/model_run/*")
+    assert os.path.exists(f"{model_uri}/Format-Serving/saved_model.pb")  # the chief's export
+    with open(f"{model_uri}/training.json") as f:
+        record = json.load(f)
+    assert record["options"]["epochs"] == 1
+    # The worker ran the same run_fn to its end, exporting beside the run, not as the model.
+    assert os.path.exists(f"{run_uri}/worker-export-0/saved_model.pb")
+    assert set(os.listdir(model_uri)) == {"Format-Serving", "training.json"}
