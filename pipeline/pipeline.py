@@ -15,6 +15,7 @@ from tfx import v1 as tfx
 from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
 from components.video_example_gen import VideoExampleGen
+from components.video_schema_gen import SchemaGen
 from data.ingest import IngestOptions
 from model import preprocessing, train
 from pipeline import configs, evaluation
@@ -55,7 +56,7 @@ def create_pipeline(
     if schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     else:
-        schema_gen = tfx.components.SchemaGen(
+        schema_gen = SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
     example_validator = tfx.components.ExampleValidator(

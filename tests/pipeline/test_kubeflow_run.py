@@ -8,8 +8,11 @@ import dataclasses
 import glob
 import json
 import os
+import pathlib
 
 import pytest
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tests.pipeline import kfp_launcher
 
@@ -39,7 +42,7 @@ def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
     kubeflow_runner.main(
         ["compile", "--output", str(tmp_path / "pipeline.yaml"), "--image", "img"]
         + ["--pipeline-root", str(root), "--data-root", str(tiny_root)]
-        + ["--serving-dir", str(serving), "--schema", "pipeline/schema/synthetic/schema.pbtxt"]
+        + ["--serving-dir", str(serving)]  # an inferred schema (SchemaGen) on 16-frame videos
         + ["--beam-pipeline-args", "--direct_running_mode=in_memory --direct_num_workers=1"]
         + ["--variant", "tiny_w4", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
         + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0"]
@@ -60,6 +63,13 @@ def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
     # split_names travelled through the recorded metadata to StatisticsGen.
     statistics = results["StatisticsGen"].artifacts["statistics"]
     assert json.loads(statistics["metadata"]["split_names"]) == ["train", "eval"]
+
+    # Every tiny video has 16 frames; the inferred schema still lets a video have any number.
+    schema = schema_pb2.Schema()
+    schema_dir = results["SchemaGen"].artifacts["schema"]["uri"]
+    text_format.Parse(pathlib.Path(schema_dir, "schema.pbtxt").read_text(), schema)
+    (frames,) = [f for f in schema.feature if f.name == "frames"]
+    assert not frames.HasField("shape") and frames.value_count.min == 1
 
     model = results["Trainer"].artifacts["model"]["uri"]
     assert os.path.exists(f"{model}/Format-Serving/saved_model.pb")
