@@ -80,6 +80,9 @@ class TFJobSettings:
         settings = (custom_config or {}).get(TFJOB_KEY)
         if not isinstance(settings, dict):
             raise ValueError(f"the Trainer's custom_config has no {TFJOB_KEY!r} dict")
+        unknown = set(settings) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown custom_config[{TFJOB_KEY!r}] keys: {sorted(unknown)}")
         return cls(**settings)
 
 

@@ -230,6 +230,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
     assert all(re.fullmatch(r"[a-z][a-z0-9-]{0,38}[a-z0-9]", n) for n in names)
     with pytest.raises(ValueError, match="tfjob"):
         tj.TFJobSettings.from_custom_config({OPTIONS_KEY: "{}"})
+    with pytest.raises(ValueError, match="gpu_count"):
+        tj.TFJobSettings.from_custom_config(json.dumps({"tfjob": {"image": "i", "gpu_count": 1}}))
 
 
 def _statuses(*conditions):
