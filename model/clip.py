@@ -28,11 +28,18 @@ def normalize(frames: tf.Tensor) -> tf.Tensor:
     return (frames - tf.constant(MEAN_RGB, tf.float32)) / tf.constant(STD_RGB, tf.float32)
 
 
-def clip_offset(num_frames, clip_frames: int, training: bool) -> tf.Tensor:
+def _uniform(seed, maxval=None, dtype=tf.float32) -> tf.Tensor:
+    """A scalar in [0, maxval) (or [0, 1)): stateless when a seed [2] is given."""
+    if seed is None:
+        return tf.random.uniform([], 0, maxval, dtype=dtype)
+    return tf.random.stateless_uniform([], seed, 0, maxval, dtype=dtype)
+
+
+def clip_offset(num_frames, clip_frames: int, training: bool, seed=None) -> tf.Tensor:
     """First index of T=clip_frames consecutive frames among num_frames: random or centre."""
     slack = tf.maximum(tf.cast(num_frames, tf.int32) - clip_frames, 0)
     if training:
-        return tf.random.uniform([], 0, slack + 1, dtype=tf.int32)
+        return _uniform(seed, slack + 1, tf.int32)
     return slack // 2
 
 
@@ -43,15 +50,20 @@ def centre_window(height, width) -> tf.Tensor:
     return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
 
 
-def random_window(height, width, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3)):
+def random_window(height, width, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3), seed=None):
     """[y, x, h, w] of a random resized crop (Inception-style), one window for a whole clip."""
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
+    sample = tf.image.sample_distorted_bounding_box
+    extra = {}
+    if seed is not None:
+        sample, extra = tf.image.stateless_sample_distorted_bounding_box, {"seed": seed}
+    begin, size, _ = sample(
         tf.stack([height, width, 3]),
         bounding_boxes=tf.zeros([1, 0, 4]),
         area_range=area_range,
         aspect_ratio_range=aspect_range,
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
+        **extra,
     )
     return tf.stack([begin[0], begin[1], size[0], size[1]])
 
@@ -92,23 +104,27 @@ def jpeg_clip(
     training: bool = False,
     area_range=(0.08, 1.0),
     flip: bool = False,
+    seed=None,
 ) -> tf.Tensor:
     """[L] JPEG strings of one video -> uint8 [clip_frames, size, size, 3].
 
     Evaluation (training=False): the centre clip and the centre square. Training: a random
-    temporal offset, a random resized crop and, if flip, a random horizontal flip.
+    temporal offset, a random resized crop and, if flip, a random horizontal flip; drawn from
+    `seed` (int [2]) when given, so a clip's draws do not depend on which thread makes them.
     """
     jpegs = tf.convert_to_tensor(jpegs)
-    start = clip_offset(tf.shape(jpegs)[0], clip_frames, training)
+    seeds = [None] * 3 if seed is None else tf.unstack(tf.random.split(seed, 3))
+    start = clip_offset(tf.shape(jpegs)[0], clip_frames, training, seeds[0])
     jpegs = jpegs[start : start + clip_frames]
     shape = tf.image.extract_jpeg_shape(jpegs[0])
     if training:
-        window = random_window(shape[0], shape[1], area_range)
+        window = random_window(shape[0], shape[1], area_range, seed=seeds[1])
     else:
         window = centre_window(shape[0], shape[1])
     clip = decode_window(jpegs, window, size, exact=not training)
     if training and flip:
-        clip = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(clip, [2]), lambda: clip)
+        flipped = _uniform(seeds[2]) < 0.5
+        clip = tf.cond(flipped, lambda: tf.reverse(clip, [2]), lambda: clip)
     return tf.ensure_shape(clip, [clip_frames, size, size, 3])
 
 

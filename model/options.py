@@ -55,6 +55,9 @@ class TrainOptions:
     pretrained: str = _option("", "official .pth or `python -m model.convert` directory")
     serving_chunk: int = _option(8, "clips decoded and classified at a time when serving")
     seed: int = _option(0, "random seed of initialisation, shuffling and augmentation")
+    deterministic: bool = _option(
+        False, "the same seed gives the same model: training input in a fixed order (slower)"
+    )
 
     def __post_init__(self):
         if self.clip_frames > self.sampled_frames:

@@ -193,18 +193,30 @@ def make_dataset(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
         cycle_length=min(len(files), 4),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not training,
+        deterministic=options.deterministic or not training,
     )
     if training and input_context and input_context.num_input_pipelines > 1:
         # Shard records before decoding: each worker decodes only its own clips.
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         dataset = dataset.shuffle(options.shuffle_buffer).repeat()
-    dataset = dataset.map(
-        lambda r: tf.io.parse_single_example(r, feature_spec), num_parallel_calls=tf.data.AUTOTUNE
-    ).filter(_complete_jpegs)
+    # Each element's augmentation seed: (run seed, position in this pipeline's stream), so a
+    # clip's random draws do not depend on which parallel call makes them.
+    pipelines, pipeline_id = (
+        (input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if input_context
+        else (1, 0)
+    )
+    dataset = (
+        dataset.enumerate()
+        .map(
+            lambda i, r: (i * pipelines + pipeline_id, tf.io.parse_single_example(r, feature_spec)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .filter(lambda _, example: _complete_jpegs(example))
+    )
 
-    def to_inputs(example):
+    def to_inputs(position, example):
         clip = clip_lib.jpeg_clip(
             example[preprocessing.CLIP],
             options.clip_frames,
@@ -212,11 +224,14 @@ def make_dataset(
             training=training,
             area_range=(options.min_crop_area, 1.0),
             flip=options.flip,
+            seed=tf.stack([tf.constant(options.seed, tf.int64), position]),
         )
         return clip, tf.one_hot(example[F.LABEL], num_classes)
 
     dataset = dataset.map(
-        to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training
+        to_inputs,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=options.deterministic or not training,
     )
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if not training:
