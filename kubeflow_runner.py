@@ -65,15 +65,20 @@ def _settings_parser() -> argparse.ArgumentParser:
     trainer.add_argument(
         "--trainer-memory", default=configs.KUBEFLOW_TRAINER_MEMORY, help="e.g. 32G or 64Gi"
     )
-    vertex = parser.add_argument_group(
-        "training on several machines (Vertex AI custom job; the Trainer's pod only waits for it)"
+    several = parser.add_argument_group(
+        "training on several machines (the Trainer's pod only launches the job and waits for it)"
     )
-    vertex.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
-    vertex.add_argument("--vertex-region", default=configs.VERTEX_REGION)
-    vertex.add_argument(
-        "--workers", type=int, default=1, help="machines, each with --gpus of --gpu-type"
+    several.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="machines, each with --gpus of --gpu-type (and --trainer-cpu/-memory for a TFJob); "
+        "above 1: a TFJob of Kubeflow's Training Operator, or with --vertex-project a Vertex AI "
+        "custom job",
     )
-    vertex.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE)
+    several.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
+    several.add_argument("--vertex-region", default=configs.VERTEX_REGION)
+    several.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE, help="on Vertex")
     return parser
 
 
@@ -97,10 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--cron", required=True, help='six fields, seconds first: "0 0 3 * * 0" = Sundays 03:00'
     )
     args = parser.parse_args(argv)
-    if args.workers > 1 and not args.vertex_project:
-        parser.error(
-            "--workers > 1 trains on Vertex AI: give --vertex-project (and --vertex-region)"
-        )
+    if args.workers < 1:
+        parser.error("--workers counts machines: 1 or more")
     if args.vertex_project and args.gpus and args.gpu_type == configs.KUBEFLOW_GPU_TYPE:
         parser.error("--vertex-project: name a Vertex accelerator, e.g. --gpu-type NVIDIA_L4")
     if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
@@ -131,8 +134,25 @@ def _vertex_training(args: argparse.Namespace) -> dict | None:
     }
 
 
+def _tfjob(args: argparse.Namespace) -> dict | None:
+    """TFJob settings (components/tfjob_trainer.py) for --workers > 1 on Kubeflow."""
+    if args.workers == 1 or args.vertex_project:
+        return None
+    return {
+        "image": args.image,
+        "workers": args.workers,
+        "gpus": args.gpus,
+        "gpu_type": args.gpu_type,
+        "cpu": str(args.trainer_cpu).removesuffix(".0"),
+        "memory": args.trainer_memory,
+    }
+
+
 def _trainer_resources(args: argparse.Namespace):
-    """The Trainer pod's CPU, memory and accelerators, as the spec's ResourceSpec."""
+    """The Trainer pod's CPU, memory and accelerators, as the spec's ResourceSpec (None when the
+    pod only launches a job: the job's machines hold them)."""
+    if args.workers > 1 or args.vertex_project:
+        return None
     from kfp.compiler import compiler_utils
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -149,7 +169,7 @@ def _trainer_resources(args: argparse.Namespace):
         resource_memory_limit=memory,
         resource_memory_request=memory,
     )
-    if args.gpus and not args.vertex_project:  # on Vertex, the job's machines hold the GPUs
+    if args.gpus:
         resources.accelerator.CopyFrom(
             spec.AcceleratorConfig(
                 type=args.gpu_type,
@@ -191,10 +211,12 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         validate_only=args.validate_only,
         beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
         vertex_training=_vertex_training(args),
+        tfjob=_tfjob(args),
     )
+    resources = _trainer_resources(args)
     for component in pipeline.components:
-        if component.id == "Trainer":
-            component.with_platform_config(_trainer_resources(args))
+        if component.id == "Trainer" and resources:
+            component.with_platform_config(resources)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         # Pipeline spec 2.1: Kubeflow Pipelines' backend reads only its parameter constants.
         # The entry point: TFX's, once input artifacts have types (pipeline/kfp_entrypoint.py).

@@ -516,3 +516,7 @@ def run_fn(fn_args) -> None:
     )
     export.save(module, export_dir)
     logging.info("exported the serving model to %s", export_dir)
+    if not chief:
+        # TFX's GenericExecutor fails any replica whose serving_model_dir is missing; only the
+        # chief's saved_model.pb in it is the model.
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)

@@ -12,6 +12,7 @@ import uuid
 
 from tfx import v1 as tfx
 
+from components import tfjob_trainer
 from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
 from components.video_example_gen import VideoExampleGen
@@ -37,6 +38,7 @@ def create_pipeline(
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = False,
     vertex_training: dict | None = None,
+    tfjob: dict | None = None,
 ) -> tfx.dsl.Pipeline:
     """schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
     this data (SchemaGen), which can then only flag problems inside this one data set.
@@ -47,7 +49,11 @@ def create_pipeline(
     vertex_training: {"project", "region", "worker_pool_specs"} runs the Trainer as a Vertex AI
     custom job on several machines (Vertex sets TF_CONFIG: run_fn goes multi-worker); the
     pipeline must then run where Vertex is reachable (Vertex AI Pipelines, or KFP on GCP).
+    tfjob: components.tfjob_trainer.TFJobSettings' fields: runs the Trainer as a multi-worker
+    TFJob of Kubeflow's Training Operator (which sets TF_CONFIG) on the cluster running the step.
     """
+    if vertex_training and tfjob:
+        raise ValueError("the Trainer runs on Vertex AI or as a TFJob, not both")
     if not validate_only and not serving_dir:
         raise ValueError("serving_dir is required unless validate_only")
     train_options = train_options or train.TrainOptions()
@@ -90,6 +96,9 @@ def create_pipeline(
     )
     trainer_config = {train.OPTIONS_KEY: train_options.to_json()}
     trainer_component = tfx.components.Trainer
+    if tfjob:
+        trainer_component = tfjob_trainer.Trainer
+        trainer_config[tfjob_trainer.TFJOB_KEY] = tfjob
     if vertex_training:
         vertex = tfx.extensions.google_cloud_ai_platform
         trainer_component = vertex.Trainer

@@ -248,10 +248,28 @@ def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
     assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each worker checks its GPUs
 
 
-def test_several_machines_need_vertex(tmp_path, capsys):
+def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
+    spec = _spec(_compile(tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi"))
+    trainer = _container(spec, "Trainer")
+    assert "components.tfjob_trainer.TFJobExecutor" in trainer.args
+    assert not trainer.HasField("resources")  # the pod only launches the TFJob and waits
+    params = spec.root.dag.tasks["Trainer"].inputs.parameters
+    config = json.loads(params["custom_config"].runtime_value.constant.string_value)
+    assert config["tfjob"] == {
+        "image": configs.KUBEFLOW_IMAGE,
+        "workers": 3,
+        "gpus": 2,
+        "gpu_type": configs.KUBEFLOW_GPU_TYPE,
+        "cpu": str(configs.KUBEFLOW_TRAINER_CPU),
+        "memory": "64Gi",
+    }
+    assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each replica checks its GPUs
+
+
+def test_machine_settings_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        _compile(tmp_path, "--workers", "2")
-    assert "--vertex-project" in capsys.readouterr().err
+        _compile(tmp_path, "--workers", "0")
+    assert "--workers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _compile(tmp_path, "--vertex-project", "p")  # nvidia.com/gpu is not a Vertex type
     assert "NVIDIA_L4" in capsys.readouterr().err
