@@ -72,6 +72,19 @@ def small_spec():
     return dataclasses.replace(synthetic.SPEC, clips_per_group=6)
 
 
+def free_ports(n: int) -> list[int]:
+    """n TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def split_sizes() -> tuple[int, int]:
     """(train, eval) videos of small_spec(): split 1 tests groups 1 and 2 of 6."""
     spec = small_spec()

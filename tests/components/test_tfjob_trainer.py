@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,23 +19,13 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components import tfjob_trainer as tj
 from model.options import OPTIONS_KEY
-from tests.conftest import tiny_train_options
+from tests.conftest import free_ports, tiny_train_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/?]+))?")
 
 
 # ---------------------------------------------------------------- a Kubernetes API stand-in
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _condition(kind, reason="", message=""):
@@ -106,7 +95,7 @@ class KubeStandIn:
 
     def _start(self, job):
         name, specs = job["metadata"]["name"], job["spec"]["tfReplicaSpecs"]
-        ports = iter(_free_ports(sum(s["replicas"] for s in specs.values())))
+        ports = iter(free_ports(sum(s["replicas"] for s in specs.values())))
         cluster = {
             kind.lower(): [f"127.0.0.1:{next(ports)}" for _ in range(spec["replicas"])]
             for kind, spec in specs.items()
