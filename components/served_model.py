@@ -25,7 +25,8 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-SAVED_MODEL = "saved_model.pb"  # the Pusher copies it last: its presence marks a complete version
+from model.export import holds_saved_model
+
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)
 
 
@@ -33,18 +34,13 @@ def latest_version(serving_dir: str) -> str | None:
     """The newest complete `<serving_dir>/<version>/` (numeric name, saved_model.pb), or None."""
     if not fileio.isdir(serving_dir):
         return None
+    names = (name.rstrip("/") for name in fileio.listdir(serving_dir))  # gs:// dirs end in /
     versions = [
-        int(name.rstrip("/"))
-        for name in fileio.listdir(serving_dir)
-        if name.rstrip("/").isdigit()
-        and fileio.exists(os.path.join(serving_dir, name.rstrip("/"), SAVED_MODEL))
+        int(name)
+        for name in names
+        if name.isdigit() and holds_saved_model(os.path.join(serving_dir, name))
     ]
     return os.path.join(serving_dir, str(max(versions))) if versions else None
-
-
-def holds_model(model_dir: str | None) -> bool:
-    """Whether a Model artifact's serving directory holds a SavedModel (False when empty)."""
-    return bool(model_dir) and fileio.exists(os.path.join(model_dir, SAVED_MODEL))
 
 
 @component
@@ -74,7 +70,7 @@ class EvaluatorExecutor(evaluator_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
-        if baselines and not holds_model(path_utils.serving_model_path(baselines[0].uri)):
+        if baselines and not holds_saved_model(path_utils.serving_model_path(baselines[0].uri)):
             logging.info("The baseline is empty (no model pushed yet): thresholds alone decide.")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         super().Do(input_dict, output_dict, exec_properties)

@@ -18,6 +18,7 @@ as uint8, 19 MB as float32, and Swin-T's activations are far larger).
 from __future__ import annotations
 
 import functools
+import os
 
 import tensorflow as tf
 
@@ -29,6 +30,7 @@ TOP_K = 5
 PROBABILITIES, CLASSES, SCORES = "probabilities", "classes", "scores"
 EXAMPLES_INPUT = "examples"  # never `frames`: TFMA feeds serialized examples to this input
 FRAMES_SIGNATURE = "serving_frames"
+SAVED_MODEL = "saved_model.pb"
 
 
 def _in_chunks(fn, x: tf.Tensor, chunk_size: int, output_spec: tf.TensorSpec) -> tf.Tensor:
@@ -115,6 +117,12 @@ class ServingModel(tf.Module):
             self._probs,
         )
         return self._outputs(probabilities)
+
+
+def holds_saved_model(path: str | None) -> bool:
+    """Whether `path` (any file system tf.io.gfile reads) holds a SavedModel. TFX's Pusher copies
+    saved_model.pb last, so in a pushed version folder it also marks the copy complete."""
+    return bool(path) and tf.io.gfile.exists(os.path.join(path, SAVED_MODEL))
 
 
 def save(module: ServingModel, export_dir: str) -> None:

@@ -224,7 +224,7 @@ def make_dataset(
             training=training,
             area_range=(options.min_crop_area, 1.0),
             flip=options.flip,
-            seed=tf.stack([tf.constant(options.seed, tf.int64), position]),
+            seed=tf.stack([tf.constant(options.seed, tf.int64), position]) if training else None,
         )
         return clip, tf.one_hot(example[F.LABEL], num_classes)
 
@@ -464,9 +464,7 @@ def run_fn(fn_args) -> None:
     strategy = make_strategy(options.strategy, options.gpus)
     # The model being served (components/served_model.py); its folder is empty before the first
     # push, and then the pretrained checkpoint (or nothing) is the starting point.
-    base_model = fn_args.base_model
-    if base_model and not tf.io.gfile.exists(os.path.join(base_model, "saved_model.pb")):
-        base_model = None
+    base_model = fn_args.base_model if export.holds_saved_model(fn_args.base_model) else None
     started_from = []
 
     def initialize(classifier):

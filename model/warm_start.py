@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from model import convert
+from model.export import holds_saved_model
 from model.pth import CheckpointError
 
 # Where a SavedModel's variables checkpoint keeps a model's variables, in model.variables order:
@@ -64,8 +65,7 @@ def _saved_model_dir(path: str) -> str:
     if not tf.io.gfile.isdir(path):
         raise CheckpointError(f"{path}: base model directory does not exist")
     serving = os.path.join(path, "Format-Serving")  # a TFX Model artifact's layout
-    has_pb = tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
-    return serving if not has_pb and tf.io.gfile.isdir(serving) else path
+    return serving if not holds_saved_model(path) and tf.io.gfile.isdir(serving) else path
 
 
 def _head_split(classifier) -> int:
