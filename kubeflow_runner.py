@@ -143,21 +143,23 @@ def _tfjob(args: argparse.Namespace) -> dict | None:
         "workers": args.workers,
         "gpus": args.gpus,
         "gpu_type": args.gpu_type,
-        "cpu": str(args.trainer_cpu).removesuffix(".0"),
+        "cpu": _cpu(args),
         "memory": args.trainer_memory,
     }
 
 
+def _cpu(args: argparse.Namespace) -> str:
+    """--trainer-cpu as Kubernetes writes it: "8", "0.5"."""
+    return str(args.trainer_cpu).removesuffix(".0")
+
+
 def _trainer_resources(args: argparse.Namespace):
-    """The Trainer pod's CPU, memory and accelerators, as the spec's ResourceSpec (None when the
-    pod only launches a job: the job's machines hold them)."""
-    if args.workers > 1 or args.vertex_project:
-        return None
+    """The Trainer pod's CPU, memory and accelerators, as the spec's ResourceSpec."""
     from kfp.compiler import compiler_utils
     from kfp.pipeline_spec import pipeline_spec_pb2
 
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-    cpu, memory = str(args.trainer_cpu).removesuffix(".0"), args.trainer_memory
+    cpu, memory = _cpu(args), args.trainer_memory
     # Both forms, as the KFP SDK writes them: numbers (older backends) and strings.
     resources = spec(
         cpu_limit=args.trainer_cpu,
@@ -197,6 +199,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     from pipeline.pipeline import create_pipeline
 
     serving_dir = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
+    vertex_training, tfjob = _vertex_training(args), _tfjob(args)
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
@@ -210,13 +213,13 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
         beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
-        vertex_training=_vertex_training(args),
-        tfjob=_tfjob(args),
+        vertex_training=vertex_training,
+        tfjob=tfjob,
     )
-    resources = _trainer_resources(args)
-    for component in pipeline.components:
-        if component.id == "Trainer" and resources:
-            component.with_platform_config(resources)
+    if not (vertex_training or tfjob):  # else the pod only launches the job's machines
+        for component in pipeline.components:
+            if component.id == "Trainer":
+                component.with_platform_config(_trainer_resources(args))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         # Pipeline spec 2.1: Kubeflow Pipelines' backend reads only its parameter constants.
         # The entry point: TFX's, once input artifacts have types (pipeline/kfp_entrypoint.py).
