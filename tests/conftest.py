@@ -72,6 +72,21 @@ def small_spec():
     return dataclasses.replace(synthetic.SPEC, clips_per_group=6)
 
 
+# The pipeline's components with a curated schema (ImportSchemaGen), as create_pipeline lists them.
+PIPELINE_COMPONENTS = (
+    "VideoExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "LatestPushedModel",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+)
+
+
 def free_ports(n: int) -> list[int]:
     """n TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG clusters)."""
     import socket

@@ -18,24 +18,11 @@ from data import features as F
 from data import synthetic
 from model import preprocessing, train
 from pipeline import report
-from tests.conftest import split_sizes, tiny_train_options
+from tests.conftest import PIPELINE_COMPONENTS, split_sizes, tiny_train_options
 
 TRAIN_CLIPS, EVAL_CLIPS = split_sizes()
 
 pytestmark = pytest.mark.slow  # runs TFX components
-
-COMPONENTS = (
-    "VideoExampleGen",
-    "StatisticsGen",
-    "ImportSchemaGen",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "LatestPushedModel",
-    "Trainer",
-    "Evaluator",
-    "Pusher",
-)
 
 
 def _first_run(pattern: str) -> str:
@@ -61,7 +48,7 @@ def _raw_eval_examples(pipeline_root) -> dict[str, bytes]:
 
 def test_every_component_ran_and_the_blessed_model_was_pushed(pipeline_run):
     root = pipeline_run["pipeline_root"]
-    for component in COMPONENTS:
+    for component in PIPELINE_COMPONENTS:
         assert os.path.isdir(os.path.join(root, component)), component
     blessing = _first_run(f"{root}/Evaluator/blessing/*/*")
     assert os.path.basename(blessing) == "BLESSED"
