@@ -55,7 +55,9 @@ def _run_commands(stage: str) -> list[str]:
 
 def _source_built() -> set[str]:
     """The names the wheels stage builds: its `grep -E '^(a|b|...)=='` of the lock."""
-    (pattern,) = re.findall(r"grep -E '\^\(([^)]*)\)==' requirements.lock > source-pins", DOCKERFILE)
+    (pattern,) = re.findall(
+        r"grep -E '\^\(([^)]*)\)==' requirements.lock > source-pins", DOCKERFILE
+    )
     return {canonicalize_name(name) for name in pattern.split("|")}
 
 
