@@ -8,7 +8,7 @@
 
 # The locked pins with no wheel for CPython 3.11 on manylinux x86_64 (the index has only their
 # sources). pyfarmhash 0.3.2 (tensorflow-data-validation needs < 0.4; only 0.5+ has wheels)
-# compiles C++; crcmod builds its optional C extension (fast CRC checks of GCS downloads); the
+# compiles C++; crcmod builds its optional C extension (fast CRC checks); the
 # others are pure Python. tests/test_dockerfile.py checks this list against the lock.
 FROM python:3.11-slim AS wheels
 RUN apt-get update \

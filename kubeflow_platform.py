@@ -73,6 +73,10 @@ class PodSettings:
     tolerations: tuple[dict, ...] = ()
     node_selector: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def has_disk(self) -> bool:
+        return float(re.match(r"[\d.]+", self.step_disk).group()) > 0
+
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
@@ -168,7 +172,7 @@ def executor_configs(
     for name, task in parsed.root.dag.tasks.items():
         component = parsed.components[task.component_ref.name]
         config = k8s.KubernetesExecutorConfig()
-        if mirror and pod.step_disk != "0" and LARGE in _artifact_types(component):
+        if mirror and pod.has_disk and LARGE in _artifact_types(component):
             config.generic_ephemeral_volume.add(
                 volume_name=VOLUME,
                 mount_path=mirror,
@@ -180,7 +184,8 @@ def executor_configs(
         if name == "Trainer" and trainer_trains:
             for item in pod.tolerations:
                 config.tolerations.add(**item)
-            config.node_selector.labels.update(dict(pod.node_selector))
+            if pod.node_selector:
+                config.node_selector.labels.update(dict(pod.node_selector))
         if config.ByteSize():
             found[component.executor_label] = config
     return found

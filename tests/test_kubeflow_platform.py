@@ -74,7 +74,9 @@ def test_node_labels_and_disk_sizes():
         vertex_project=None,
         output="p.yaml",
     )
-    assert kp.settings(args).step_disk == "1.5Ti"
+    assert kp.settings(args).has_disk
+    for none in ("0", "0Gi", "0.0"):
+        assert not kp.settings(argparse.Namespace(**{**vars(args), "step_disk": none})).has_disk
     for bad in ("100GB", "-1Gi", "lots"):  # the driver's MustParse would panic on these
         with pytest.raises(ValueError, match="--step-disk"):
             kp.settings(argparse.Namespace(**{**vars(args), "step_disk": bad}))
