@@ -25,12 +25,16 @@ setup: $(SETUP_STAMPS)  ## Runtime environment (+ CUDA wheels with a GPU); a no-
 
 setup-test: $(TEST_STAMP)  ## Runtime + test-only pins (pytest, ruff, torch, torchvision).
 
+# pyfarmhash (the lock's) is compiled from C++ sources: without a compiler, say which package to
+# install before anything is installed (tools/check_compiler.sh).
 $(UV):
+	tools/check_compiler.sh $(PYTHON) requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # The lock's runtime section, exactly: --no-deps installs the pins and resolves nothing.
 $(RUN_STAMP): requirements.lock | $(UV)
+	tools/check_compiler.sh $(PYTHON) requirements.lock $(PY)
 	sed '/^# gpu/,$$d' requirements.lock > $(VENV)/requirements-run.txt
 	$(UV) pip install --python $(PY) --quiet --no-deps --compile-bytecode -r $(VENV)/requirements-run.txt
 	touch $@

@@ -19,6 +19,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the project's one Keras (tf_keras), b
 import argparse  # noqa: E402
 import json  # noqa: E402
 
+import kubeflow_platform  # noqa: E402
 from pipeline import cli, configs  # noqa: E402
 
 ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]  # every step's container command
@@ -79,6 +80,7 @@ def _settings_parser() -> argparse.ArgumentParser:
     several.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
     several.add_argument("--vertex-region", default=configs.VERTEX_REGION)
     several.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE, help="on Vertex")
+    kubeflow_platform.add_flags(parser)
     return parser
 
 
@@ -108,6 +110,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--vertex-project: name a Vertex accelerator, e.g. --gpu-type NVIDIA_L4")
     if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
         parser.error("submit and schedule upload a .yaml spec: use --output NAME.yaml")
+    try:
+        args.pods = kubeflow_platform.settings(args)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -145,6 +151,7 @@ def _tfjob(args: argparse.Namespace) -> dict | None:
         "gpu_type": args.gpu_type,
         "cpu": _cpu(args),
         "memory": args.trainer_memory,
+        **kubeflow_platform.tfjob_scheduling(args.pods),
     }
 
 
@@ -193,7 +200,6 @@ def _image_path(path: str | None) -> str | None:
 
 def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec to args.output and returns its path."""
-    import yaml
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
@@ -237,7 +243,10 @@ def compile_pipeline(args: argparse.Namespace) -> str:
             # A spec uploaded alone (UI, kfp.Client) keeps its artifact root: TFX's steps read and
             # write through TensorFlow's file systems, which KFP's default minio:// is not.
             spec["defaultPipelineRoot"] = args.pipeline_root
-            yaml.safe_dump(spec, f, sort_keys=False)
+            # Volumes, tolerations, node selector: the second document, which TFX does not write.
+            trains = not (vertex_training or tfjob)
+            pods = kubeflow_platform.executor_configs(spec, args.pipeline_root, args.pods, trains)
+            kubeflow_platform.write_yaml(spec, kubeflow_platform.platform_spec(pods), f)
         else:
             json.dump(job, f, indent=2, sort_keys=True)
     return args.output

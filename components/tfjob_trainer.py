@@ -55,7 +55,8 @@ JOB_LABEL = "training.kubeflow.org/job-name"  # set by the operator on the repli
 class TFJobSettings:
     """custom_config[TFJOB_KEY]. workers: replicas in all, the chief included; gpus, cpu, memory:
     per replica ("" leaves it unset); namespace "": the launcher pod's own; service_account "":
-    the namespace's default (it must reach the pipeline root's storage)."""
+    the namespace's default (it must reach the pipeline root's storage); tolerations (Kubernetes
+    Toleration objects) and node_selector (node labels): where the replicas may run (GPU nodes)."""
 
     image: str
     workers: int = 2
@@ -65,6 +66,8 @@ class TFJobSettings:
     memory: str = ""
     namespace: str = ""
     service_account: str = ""
+    tolerations: list[dict] = dataclasses.field(default_factory=list)
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     backoff_limit: int = 3  # restarts of failed replicas (they resume from BackupAndRestore)
     ttl_seconds: int = 86400  # the finished job and its pods (logs) are deleted after a day
     poll_seconds: float = 30.0
@@ -137,6 +140,10 @@ def tfjob_manifest(
     pod_spec: dict[str, Any] = {"containers": [container]}
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
+    if settings.tolerations:
+        pod_spec["tolerations"] = list(settings.tolerations)
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
 
     def replicas(count: int) -> dict:
         return {

@@ -90,6 +90,11 @@ KUBEFLOW_TRAINER_GPUS = 1
 KUBEFLOW_GPU_TYPE = "nvidia.com/gpu"
 KUBEFLOW_TRAINER_CPU = 8
 KUBEFLOW_TRAINER_MEMORY = "32G"
+# Disk for the launcher's copy of a step's input artifacts (and of outputs staged there before
+# their upload), a volume per step that reads or writes examples (kubeflow_platform.py). UCF101's
+# examples are 17-27 GB; the Transform's pod holds them and, staged, the transformed examples
+# (64 of the ~90 stored frames per video: up to ~22 GB): ~50 GB at most, doubled for headroom.
+KUBEFLOW_STEP_DISK = "100Gi"
 # Training on several machines: a Vertex AI custom job (kubeflow_runner.py --vertex-project).
 VERTEX_REGION = "us-central1"
 VERTEX_MACHINE_TYPE = "g2-standard-12"  # 1 NVIDIA L4 per machine (--gpus 1 --gpu-type NVIDIA_L4)

@@ -177,6 +177,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
         cpu="8",
         memory="32G",
         service_account="trainer",
+        tolerations=[{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        node_selector={"pool": "mi300"},
     )
     command = tj.replica_command(inputs, outputs, props)
     manifest = tj.tfjob_manifest("job-1", "team-a", settings, command, None)
@@ -188,6 +190,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
         assert spec["restartPolicy"] == "OnFailure"
         pod = spec["template"]["spec"]
         assert pod["serviceAccountName"] == "trainer"
+        assert pod["tolerations"] == settings.tolerations  # the replicas land on GPU nodes
+        assert pod["nodeSelector"] == {"pool": "mi300"}
         (container,) = pod["containers"]
         assert container["name"] == "tensorflow" and container["image"] == "registry/video-swin:1"
         assert container["resources"] == {
@@ -212,6 +216,9 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
     assert run_policy["ttlSecondsAfterFinished"] > 0
     one = tj.tfjob_manifest("job-2", "ns", tj.TFJobSettings(image="i", workers=1), command, None)
     assert list(one["spec"]["tfReplicaSpecs"]) == ["Chief"]
+    assert not {"tolerations", "nodeSelector"} & set(
+        one["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
+    )
     container = one["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]
     assert "resources" not in container or not container["resources"].get("limits")
     names = {tj.job_name(None, "gs://b/model/7") for _ in range(20)}

@@ -1,13 +1,17 @@
-"""kubeflow_runner.py: compile (the spec, parsed with kfp's protos), submit and schedule (against
-a KFP API stand-in on loopback). The compiled spec is run for real in test_kubeflow_run.py."""
+"""kubeflow_runner.py: compile (the spec and its Kubernetes platform document, parsed with kfp's
+and kfp-kubernetes' protos), submit and schedule (against a KFP API stand-in on loopback). The
+compiled spec is run for real in test_kubeflow_run.py."""
 
 import http.server
 import json
+import os
 import threading
 
+import kfp.components
 import pytest
 import yaml
 from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
@@ -16,6 +20,8 @@ from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
 BEAM_STEPS = ("VideoExampleGen", "StatisticsGen", "Transform", "Evaluator")
+# The steps whose pods hold UCF101-size artifacts: they read or write examples.
+LARGE_STEPS = {"VideoExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"}
 
 
 def _compile(tmp_path, *flags, filename="pipeline.yaml", command="compile"):
@@ -24,8 +30,49 @@ def _compile(tmp_path, *flags, filename="pipeline.yaml", command="compile"):
     return out
 
 
+def _documents(path) -> list[dict]:
+    """The YAML documents of a compiled spec: the PipelineSpec, then the platform spec if any."""
+    return list(yaml.safe_load_all(path.read_text()))
+
+
 def _spec(path) -> pipeline_spec_pb2.PipelineSpec:
-    return json_format.ParseDict(yaml.safe_load(path.read_text()), pipeline_spec_pb2.PipelineSpec())
+    return json_format.ParseDict(_documents(path)[0], pipeline_spec_pb2.PipelineSpec())
+
+
+def _pods(path) -> dict[str, k8s.KubernetesExecutorConfig]:
+    """{task: its KubernetesExecutorConfig} from the platform document, as the backend reads it."""
+    spec, *platform = _documents(path)
+    assert len(platform) <= 1
+    parsed = json_format.ParseDict(
+        platform[0] if platform else {}, pipeline_spec_pb2.PlatformSpec()
+    )
+    executors = parsed.platforms["kubernetes"].deployment_spec.executors
+    tasks = _spec(path).root.dag.tasks
+    by_label = {_executor_label(spec, name): name for name in tasks}
+    assert set(executors) <= set(by_label), "platform configs of executors the spec lacks"
+    return {
+        by_label[label]: json_format.ParseDict(
+            json_format.MessageToDict(config), k8s.KubernetesExecutorConfig()
+        )
+        for label, config in executors.items()
+    }
+
+
+def _executor_label(spec: dict, task: str) -> str:
+    component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    return spec["components"][component]["executorLabel"]
+
+
+@pytest.fixture(scope="module")
+def default_spec(tmp_path_factory):
+    """`kubeflow_runner.py compile` with no flags, in an empty folder: every default from configs."""
+    folder, cwd = tmp_path_factory.mktemp("default"), os.getcwd()
+    os.chdir(folder)
+    try:
+        kubeflow_runner.main(["compile"])
+    finally:
+        os.chdir(cwd)
+    return folder / f"{configs.PIPELINE_NAME}.yaml"
 
 
 def _container(spec, task):
@@ -45,10 +92,8 @@ def _train_options(spec) -> TrainOptions:
     return TrainOptions.from_json(custom_config[OPTIONS_KEY])
 
 
-def test_compile_with_no_flags_writes_the_local_pipeline(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    kubeflow_runner.main(["compile"])  # defaults from pipeline/configs.py, output in the cwd
-    spec = _spec(tmp_path / f"{configs.PIPELINE_NAME}.yaml")
+def test_compile_with_no_flags_writes_the_local_pipeline(default_spec):
+    spec = _spec(default_spec)
     assert spec.schema_version == "2.1.0" and spec.pipeline_info.name == configs.PIPELINE_NAME
     assert spec.default_pipeline_root == configs.KUBEFLOW_PIPELINE_ROOT
     # Every component of the local pipeline, each after the ones it depends on, in the same order.
@@ -85,6 +130,54 @@ def test_compile_with_no_flags_writes_the_local_pipeline(tmp_path, monkeypatch):
         assert not _container(spec, name).HasField("resources"), name
     serving = tasks["Pusher"].inputs.parameters["push_destination"].runtime_value.constant
     assert f"{configs.KUBEFLOW_PIPELINE_ROOT}/serving/{configs.MODEL_NAME}" in serving.string_value
+
+
+def test_steps_with_examples_get_a_volume_where_the_launcher_copies_their_artifacts(
+    default_spec,
+):
+    """KFP's launcher copies a gs:// root's input artifacts under /gcs before a step runs: the
+    steps that read or write examples get a volume of --step-disk there (sized for UCF101), in
+    the platform document the API server reads; light steps and the defaults add nothing else."""
+    pods = _pods(default_spec)
+    assert set(pods) == LARGE_STEPS
+    for name, pod in pods.items():
+        (volume,) = pod.generic_ephemeral_volume
+        assert (volume.mount_path, volume.size) == ("/gcs", configs.KUBEFLOW_STEP_DISK), name
+        assert list(volume.access_modes) == ["ReadWriteOnce"] and volume.default_storage_class
+        # Not a name of the emptyDirs KFP 2.3+ mounts there: pod volumes merge by name.
+        assert volume.volume_name not in ("gcs-scratch", "s3-scratch", "minio-scratch")
+        assert not pod.tolerations and not pod.node_selector.labels, name
+    # kfp 2.13's own reader splits the two documents as kfp.Client does before an upload.
+    loaded = kfp.components.load_component_from_file(str(default_spec))
+    assert loaded.pipeline_spec.root.dag.tasks.keys() == _spec(default_spec).root.dag.tasks.keys()
+    executors = loaded.platform_spec.platforms["kubernetes"].deployment_spec.executors
+    assert set(executors) == {_executor_label(_documents(default_spec)[0], s) for s in LARGE_STEPS}
+
+
+def test_step_disk_its_storage_class_and_the_trainers_gpu_nodes(tmp_path):
+    flags = (
+        *("--pipeline-root", "s3://bucket/root", "--step-disk", "250Gi"),
+        *("--step-disk-class", "fast-ssd"),
+        *("--trainer-toleration", "nvidia.com/gpu=present:NoSchedule"),
+        *("--trainer-toleration", "dedicated:NoExecute"),
+        *("--trainer-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4"),
+    )
+    pods = _pods(_compile(tmp_path, *flags))
+    assert set(pods) == LARGE_STEPS
+    for name, pod in pods.items():
+        (volume,) = pod.generic_ephemeral_volume
+        assert (volume.mount_path, volume.size) == ("/s3", "250Gi"), name
+        assert volume.storage_class_name == "fast-ssd" and not volume.default_storage_class
+        assert bool(pod.tolerations) == bool(pod.node_selector.labels) == (name == "Trainer")
+    trainer = pods["Trainer"]
+    assert [json_format.MessageToDict(t) for t in trainer.tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"},
+    ]
+    assert dict(trainer.node_selector.labels) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    # --step-disk 0 (Kubeflow Pipelines 2.0, 2.1) and no Trainer settings: one document.
+    flags = ("--pipeline-root", "minio://mlpipeline/v2/artifacts", "--step-disk", "0")
+    assert len(_documents(_compile(tmp_path, *flags, filename="no-disk.yaml"))) == 1
 
 
 def test_trainer_resources_training_and_beam_flags(tmp_path):
@@ -143,6 +236,8 @@ def test_help_documents_every_setting(command, capsys):
     for flag in ("--variant", "--pretrained", "--epochs", "--beam-pipeline-args", "--gpus"):
         assert flag in text
     for flag in ("--gpu-type", "--trainer-cpu", "--trainer-memory", "--output", "--workers"):
+        assert flag in text
+    for flag in ("--step-disk", "--step-disk-class", "--trainer-toleration"):
         assert flag in text
     assert ("--endpoint" in text) == (command != "compile")
     assert ("--cron" in text) == (command == "schedule")
@@ -205,12 +300,16 @@ def test_submit_creates_a_run_with_the_spec_and_its_root(tmp_path, kfp_api, caps
     endpoint, requests = kfp_api
     _compile(tmp_path, "--endpoint", endpoint, "--pipeline-root", "gs://b/r", command="submit")
     run = _posted(requests, "/runs")
-    assert set(run["pipeline_spec"]["root"]["dag"]["tasks"]) >= {"Trainer", "Pusher"}
+    # kfp.Client sends both documents: {"pipeline_spec": ..., "platform_spec": ...}.
+    tasks = run["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert set(tasks) >= {"Trainer", "Pusher"}
+    platform = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    assert "Trainer_executor" in platform["deploymentSpec"]["executors"]
     assert run["runtime_config"]["pipeline_root"] == "gs://b/r"
     assert run["experiment_id"] == "experiment-1"
     assert all(
         task.get("cachingOptions", {}).get("enableCache") in (None, False)
-        for task in run["pipeline_spec"]["root"]["dag"]["tasks"].values()
+        for task in tasks.values()
     )
     assert "created run run-1" in capsys.readouterr().out
 
@@ -222,7 +321,8 @@ def test_schedule_creates_a_recurring_run(tmp_path, kfp_api, capsys):
     assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 0"
     assert job["max_concurrency"] in (1, "1") and job["no_catchup"] is True
     assert job["runtime_config"]["pipeline_root"] == configs.KUBEFLOW_PIPELINE_ROOT
-    assert "Trainer" in job["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert "Trainer" in job["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert "platforms" in job["pipeline_spec"]["platform_spec"]
     assert "created recurring run recurring-1" in capsys.readouterr().out
 
 
@@ -249,7 +349,12 @@ def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
 
 
 def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
-    spec = _spec(_compile(tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi"))
+    gpu_nodes = ("--trainer-toleration", "nvidia.com/gpu:NoSchedule")
+    gpu_nodes += ("--trainer-node-selector", "pool=gpu")
+    path = _compile(
+        tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi", *gpu_nodes
+    )
+    spec = _spec(path)
     trainer = _container(spec, "Trainer")
     assert "components.tfjob_trainer.TFJobExecutor" in trainer.args
     assert not trainer.HasField("resources")  # the pod only launches the TFJob and waits
@@ -262,8 +367,14 @@ def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
         "gpu_type": configs.KUBEFLOW_GPU_TYPE,
         "cpu": str(configs.KUBEFLOW_TRAINER_CPU),
         "memory": "64Gi",
+        # The replicas go to GPU nodes; the launcher pod, which needs no GPU, does not.
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "node_selector": {"pool": "gpu"},
     }
     assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each replica checks its GPUs
+    launcher = _pods(path)["Trainer"]
+    assert launcher.generic_ephemeral_volume  # it downloads the examples all the same
+    assert not launcher.tolerations and not launcher.node_selector.labels
 
 
 def test_machine_settings_are_checked(tmp_path, capsys):
@@ -273,3 +384,13 @@ def test_machine_settings_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _compile(tmp_path, "--vertex-project", "p")  # nvidia.com/gpu is not a Vertex type
     assert "NVIDIA_L4" in capsys.readouterr().err
+    kubernetes_only = ("--trainer-toleration", "nvidia.com/gpu:NoSchedule")
+    vertex = ("--vertex-project", "p", "--gpu-type", "NVIDIA_L4", "--workers", "2")
+    for flags, filename in [(vertex, "p.yaml"), ((), "job.json")]:
+        with pytest.raises(SystemExit):
+            _compile(tmp_path, *flags, *kubernetes_only, filename=filename)
+        assert "Vertex AI picks machines by --machine-type" in capsys.readouterr().err
+    for flag, value in [("--step-disk", "lots"), ("--trainer-toleration", "gpu:Sometimes")]:
+        with pytest.raises(SystemExit):
+            _compile(tmp_path, flag, value)
+        assert repr(value) in capsys.readouterr().err
