@@ -11,6 +11,7 @@ import os
 import pathlib
 
 import pytest
+import yaml
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -125,27 +126,60 @@ def test_a_resolver_task_is_refused_before_anything_runs(tmp_path):
 
 
 # A two-task spec whose commands are small Python programs: what the launcher hands a task.
-_PRODUCER = """
+# Each writes an artifact's files where a KFP component does: the launcher's local mirror of its
+# URI (under the pod's KFP_LAUNCHER_MIRROR_ROOT), or the URI itself for a local root.
+_LOCAL = """
+import os
+def local(uri):
+    for scheme, folder in (("gs://", "gcs"), ("minio://", "minio"), ("s3://", "s3")):
+        if uri.startswith(scheme):
+            return os.path.join(os.environ["KFP_LAUNCHER_MIRROR_ROOT"], folder, uri[len(scheme):])
+    return uri
+"""
+_PRODUCER = (
+    _LOCAL
+    + """
 import json, sys
 executor_input = json.loads(sys.argv[1])
-out = executor_input["outputs"]["artifacts"]["data"]["artifacts"][0]
-out["metadata"] = {"split_names": '["train"]', "count": 3}
+print("hello from produce")
+outputs = executor_input["outputs"]["artifacts"]
+written = {}
+for key in ("data", "data_run"):
+    if key in outputs:
+        out = outputs[key]["artifacts"][0]
+        os.makedirs(local(out["uri"]), exist_ok=True)
+        with open(os.path.join(local(out["uri"]), "part-0"), "w") as f:
+            f.write(key)
+        written[key] = {"artifacts": [out]}
+written["data"]["artifacts"][0]["metadata"] = {
+    "split_names": '["train"]', "count": 3, "flagged": True, "names": ["a"], "info": {"k": 1},
+    **json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}"),
+}
 with open(executor_input["outputs"]["outputFile"], "w") as f:
-    json.dump({"artifacts": {"data": {"artifacts": [out]}}}, f)
+    json.dump({"artifacts": written}, f)
 """
-_CONSUMER = """
+)
+_CONSUMER = (
+    _LOCAL
+    + """
 import json, sys
 executor_input, uri = json.loads(sys.argv[1]), sys.argv[2]
 (data,) = executor_input["inputs"]["artifacts"]["data"]["artifacts"]
 assert data["type"] == {"instanceSchema": ""}, data  # KFP's driver keeps no artifact schema
 assert data["name"] == "1" and data["uri"] == uri, data
-assert data["metadata"]["split_names"] == '["train"]' and data["metadata"]["count"] == 3, data
+# ML Metadata's conversion: booleans as numbers, lists and structs wrapped.
+expected = {"split_names": '["train"]', "count": 3, "flagged": 1, "names": {"list": ["a"]},
+            "info": {"struct": {"k": 1}}, "display_name": "data"}
+assert {k: data["metadata"][k] for k in expected} == expected, data["metadata"]
 assert executor_input["inputs"]["parameterValues"] == {"n": 2, "flag": "7"}, executor_input
+with open(os.path.join(local(uri), "part-0")) as f:  # downloaded before the command
+    assert f.read() == "data"
 """
+)
 _TYPE = {"instanceSchema": "title: tfx.Examples\ntype: object\n"}
 
 
-def _two_tasks() -> dict:
+def _two_tasks(producer_args=(), siblings=False) -> dict:
     def component(label, inputs=None, outputs=None):
         return {"executorLabel": label, "inputDefinitions": inputs or {}, **(outputs or {})}
 
@@ -155,6 +189,7 @@ def _two_tasks() -> dict:
         }
 
     data = {"artifacts": {"data": {"artifactType": _TYPE}}}
+    produced = {"artifacts": {**data["artifacts"], "data_run": {"artifactType": _TYPE}}}
     params = {"n": {"parameterType": "NUMBER_INTEGER"}, "flag": {"parameterType": "STRING"}}
     return {
         "pipelineInfo": {"name": "two"},
@@ -188,25 +223,116 @@ def _two_tasks() -> dict:
             }
         },
         "components": {
-            "produce": component("produce_exec", outputs={"outputDefinitions": data}),
+            "produce": component(
+                "produce_exec", outputs={"outputDefinitions": produced if siblings else data}
+            ),
             "consume": component("consume_exec", {**data, "parameters": params}),
         },
         "deploymentSpec": {
             "executors": {
-                "produce_exec": container(_PRODUCER, "{{$}}"),
+                "produce_exec": container(_PRODUCER, "{{$}}", *producer_args),
                 "consume_exec": container(_CONSUMER, "{{$}}", "{{$.inputs.artifacts['data'].uri}}"),
             }
         },
     }
 
 
-def test_executor_input_as_kfp_builds_it(tmp_path):
-    """Output metadata reaches the consumer under an MLMD-style name; constants are typed."""
-    results = kfp_launcher.run_pipeline_spec(_two_tasks(), tmp_path)
+@pytest.mark.parametrize("version", ["2.0.0", "2.17.0"])
+def test_executor_input_as_kfp_builds_it(tmp_path, version):
+    """Output metadata reaches the consumer as ML Metadata returns it, under an MLMD-style name;
+    constants are typed; output URIs and executor-logs as the played release makes them."""
+    results = kfp_launcher.run_pipeline_spec(_two_tasks(), tmp_path, kfp_version=version)
     assert list(results) == ["produce", "consume"]  # dependency order, not name order
     recorded = results["produce"].artifacts["data"]
-    assert recorded["uri"] == str(tmp_path / "two" / "run-1" / "produce" / "data")
+    task_root = tmp_path / "two" / "run-1" / "produce"
+    if version == "2.0.0":
+        assert recorded["uri"] == str(task_root / "data")
+        assert "artifacts" not in results["consume"].executor_input["outputs"]  # no outputs
+    else:  # 2.4+: <task>/<uuid>/<key>; 2.5+: the driver adds executor-logs (system.Artifact)
+        salt = pathlib.Path(recorded["uri"]).parent
+        assert salt.parent == task_root and len(salt.name) == 36
+        logs = results["consume"].executor_input["outputs"]["artifacts"]["executor-logs"]
+        assert logs["artifacts"][0]["type"] == {"schemaTitle": "system.Artifact"}
     assert recorded["metadata"]["display_name"] == "data"
+
+
+@pytest.fixture
+def store(s3_env):
+    s3_env.create_bucket(Bucket="mlpipeline")
+    return kfp_launcher.ObjectStore(
+        os.environ["AWS_ENDPOINT_URL"],
+        os.environ["AWS_ACCESS_KEY_ID"],
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.mark.parametrize("version", ["2.16.0", "2.17.0"])
+def test_artifacts_travel_through_the_object_store(tmp_path, store, version):
+    """A minio:// root: the producer writes its mirror, the launcher uploads it after the command
+    and downloads it into the consumer's own pod before its command; up to 2.16 `data` also
+    pulls `data_run` (bare key prefix). The step's output is the launcher's executor-logs."""
+    results = kfp_launcher.run_pipeline_spec(
+        _two_tasks(siblings=True),
+        "minio://mlpipeline/v2/artifacts",
+        kfp_version=version,
+        store=store,
+        workdir=tmp_path,
+    )
+    produce, consume = results["produce"], results["consume"]
+    data = produce.artifacts["data"]["uri"]
+    assert data.startswith("minio://mlpipeline/v2/artifacts/two/run-1/produce/")
+    _, key = store.split(data)
+    assert produce.uploaded["data"] == [f"{key}/part-0"]
+    pulled = set(consume.downloaded["data"])
+    assert f"{key}/part-0" in pulled
+    assert (f"{key}_run/part-0" in pulled) == (version == "2.16.0")
+    assert consume.pod != produce.pod and not (consume.pod / "minio" / key / "part-0").is_symlink()
+
+    logs = produce.artifacts["executor-logs"]["uri"]
+    assert logs.endswith("/executor-logs" + ("-0" if version == "2.17.0" else ""))
+    bucket, logs_key = store.split(logs)
+    text = store.client.get_object(Bucket=bucket, Key=logs_key)["Body"].read().decode()
+    assert "hello from produce" in text
+
+
+def test_a_null_metadata_value_fails_the_step(tmp_path, store):
+    with pytest.raises(kfp_launcher.TaskFailed, match="unknown/unsupported value type"):
+        kfp_launcher.run_pipeline_spec(
+            _two_tasks(producer_args=['{"gone": null}']),
+            "s3://mlpipeline/root",
+            store=store,
+            workdir=tmp_path,
+        )
+
+
+def test_a_platform_volume_over_the_mirror_holds_the_downloads(tmp_path, store):
+    """The spec's second YAML document (kfp-kubernetes) mounts a volume at /s3 for the consumer:
+    its inputs are downloaded onto that volume."""
+    platform = {
+        "platforms": {
+            "kubernetes": {
+                "deploymentSpec": {
+                    "executors": {
+                        "consume_exec": {
+                            "genericEphemeralVolume": [
+                                {"volumeName": "mirror", "mountPath": "/s3", "size": "5Gi"}
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    }
+    spec_file = tmp_path / "two.yaml"
+    spec_file.write_text(yaml.safe_dump_all([_two_tasks(), platform]))
+    assert kfp_launcher.load_spec(spec_file)[0].pipeline_info.name == "two"
+    results = kfp_launcher.run_pipeline_spec(
+        spec_file, "s3://mlpipeline/root", store=store, workdir=tmp_path / "work"
+    )
+    consume = results["consume"]
+    assert set(consume.volumes) == {"/s3"} and not results["produce"].volumes
+    (key,) = consume.downloaded["data"]
+    assert (consume.volumes["/s3"] / "mlpipeline" / key).read_text() == "data"
 
 
 @pytest.mark.parametrize(
