@@ -35,54 +35,129 @@ def tiny_root(tmp_path_factory):
     return synthetic.generate(tmp_path_factory.mktemp("kfp") / "data", 0, spec)
 
 
-@pytest.mark.slow
-def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
+def _compile(tmp_path, root, data_root, serving) -> pathlib.Path:
     import kubeflow_runner
 
-    root, serving = tmp_path / "root", tmp_path / "serving"
+    spec = tmp_path / "pipeline.yaml"
     kubeflow_runner.main(
-        ["compile", "--output", str(tmp_path / "pipeline.yaml"), "--image", "img"]
-        + ["--pipeline-root", str(root), "--data-root", str(tiny_root)]
-        + ["--serving-dir", str(serving)]  # an inferred schema (SchemaGen) on 16-frame videos
+        ["compile", "--output", str(spec), "--image", "img"]
+        + ["--pipeline-root", root, "--data-root", data_root, "--serving-dir", serving]
+        # an inferred schema (SchemaGen) on 16-frame videos
         + ["--beam-pipeline-args", "--direct_running_mode=in_memory --direct_num_workers=1"]
         + ["--variant", "tiny_w4", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
         + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0"]
     )
-    spec, _ = kfp_launcher.load_spec(tmp_path / "pipeline.yaml")
-    # The pipeline root: the YAML's defaultPipelineRoot, as KFP reads it. Input artifacts arrive
-    # untyped, as from KFP's backend: pipeline/kfp_entrypoint.py types them (tensorflow/tfx#7768).
-    results = kfp_launcher.run_pipeline_spec(tmp_path / "pipeline.yaml")
+    return spec
 
+
+def _check_run(spec_file, results, read) -> tuple[dict, str]:
+    """What both runs must show; `read(uri)` reads a file wherever the root keeps it.
+    Returns (the Examples artifact, the pushed version's URI)."""
+    spec, _ = kfp_launcher.load_spec(spec_file)
     assert set(results) == set(spec.root.dag.tasks)
     for name, result in results.items():
         assert result.executor_output or not result.artifacts, f"{name} wrote no ExecutorOutput"
 
     examples = results["VideoExampleGen"].artifacts["examples"]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
-    for split in ("train", "eval"):
-        assert glob.glob(f"{examples['uri']}/Split-{split}/*.gz")
     # split_names travelled through the recorded metadata to StatisticsGen.
     statistics = results["StatisticsGen"].artifacts["statistics"]
     assert json.loads(statistics["metadata"]["split_names"]) == ["train", "eval"]
 
     # Every tiny video has 16 frames; the inferred schema still lets a video have any number.
     schema = schema_pb2.Schema()
-    schema_dir = results["SchemaGen"].artifacts["schema"]["uri"]
-    text_format.Parse(pathlib.Path(schema_dir, "schema.pbtxt").read_text(), schema)
+    schema_uri = results["SchemaGen"].artifacts["schema"]["uri"]
+    text_format.Parse(read(f"{schema_uri}/schema.pbtxt").decode(), schema)
     (frames,) = [f for f in schema.feature if f.name == "frames"]
     assert not frames.HasField("shape") and frames.value_count.min == 1
 
     model = results["Trainer"].artifacts["model"]["uri"]
-    assert os.path.exists(f"{model}/Format-Serving/saved_model.pb")
+    assert read(f"{model}/Format-Serving/saved_model.pb")
     blessing = results["Evaluator"].artifacts["blessing"]
     assert blessing["metadata"]["blessed"] == 1
-    assert os.path.exists(f"{blessing['uri']}/BLESSED")
+    assert read(f"{blessing['uri']}/BLESSED") == b""
 
     pushed = results["Pusher"].artifacts["pushed_model"]["metadata"]
     assert pushed["pushed"] == 1
-    version = pushed["pushed_destination"]
+    return examples, pushed["pushed_destination"]
+
+
+@pytest.mark.slow
+def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
+    """A local root standing for a bucket TensorFlow reads itself (gs://), played as Kubeflow
+    Pipelines 2.3 (before executor-logs and uuid'd output URIs)."""
+    root, serving = tmp_path / "root", tmp_path / "serving"
+    spec_file = _compile(tmp_path, str(root), str(tiny_root), str(serving))
+    # The pipeline root: the YAML's defaultPipelineRoot, as KFP reads it. Input artifacts arrive
+    # untyped, as from KFP's backend: pipeline/kfp_entrypoint.py types them (tensorflow/tfx#7768).
+    results = kfp_launcher.run_pipeline_spec(spec_file, kfp_version="2.3.0")
+    examples, version = _check_run(spec_file, results, lambda p: pathlib.Path(p).read_bytes())
+    assert examples["uri"] == str(
+        root / "video-swin-tfx" / "run-1" / "VideoExampleGen" / "examples"
+    )
+    for split in ("train", "eval"):
+        assert glob.glob(f"{examples['uri']}/Split-{split}/*.gz")
     assert os.path.dirname(version) == str(serving / "video_swin")
     _classifies(version, f"{examples['uri']}/Split-eval")
+
+
+@pytest.mark.slow
+def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_server, s3_env):
+    """KFP's own default root (minio://mlpipeline/v2/artifacts) on an S3-protocol server, the
+    videos and the serving directory on it too (s3://), played as Kubeflow Pipelines 2.17 with
+    the stock manifests (executor-logs on): every artifact goes through the launcher's mirror,
+    ML Metadata records remote URIs, and the pushed model classifies."""
+    for bucket in ("mlpipeline", "videos", "serving"):
+        s3_env.create_bucket(Bucket=bucket)
+    for path in sorted(tiny_root.rglob("*")):
+        if path.is_file():
+            s3_env.upload_file(str(path), "videos", f"tiny/{path.relative_to(tiny_root)}")
+    root = "minio://mlpipeline/v2/artifacts"
+    spec_file = _compile(tmp_path, root, "s3://videos/tiny", "s3://serving")
+    store = kfp_launcher.ObjectStore(
+        s3_server["AWS_ENDPOINT_URL"],
+        s3_server["AWS_ACCESS_KEY_ID"],
+        s3_server["AWS_SECRET_ACCESS_KEY"],
+    )
+    # The steps' AWS_* settings (for the videos and the serving directory) are s3_server's.
+    results = kfp_launcher.run_pipeline_spec(
+        spec_file, store=store, workdir=tmp_path / "work", env=s3_server
+    )
+
+    def read(uri):
+        bucket, key = store.split(uri)
+        return s3_env.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    examples, version = _check_run(spec_file, results, read)
+    for name, result in results.items():
+        if result.executor_input is None:
+            continue  # ImportSchemaGen-style importers have no pod
+        assert "executor-logs" in result.artifacts, name
+        # The launcher's copy of the step's output (TFX's entry point logs this line).
+        assert b"Starting executor" in read(result.artifacts["executor-logs"]["uri"]), name
+        for key, artifact in result.artifacts.items():
+            assert artifact["uri"].startswith(f"{root}/video-swin-tfx/run-1/{name}/"), (
+                key,
+                artifact,
+            )
+            strings = [v for v in artifact["metadata"].values() if isinstance(v, str)]
+            assert not any(str(tmp_path) in v for v in strings), (name, key, strings)
+    for split in ("train", "eval"):
+        assert store.keys(f"{examples['uri']}/Split-{split}/")
+    # Heavy inputs were copied into the Trainer's pod by the launcher, then read there.
+    assert any("/Split-train/" in k for k in results["Trainer"].downloaded["examples"])
+
+    assert version.startswith("s3://serving/video_swin/")  # where KServe's storageUri points
+    local = tmp_path / "pushed"
+    for key in store.keys(version + "/"):
+        target = local / os.path.relpath(key, store.split(version)[1])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(read(f"s3://serving/{key}"))
+    eval_split = tmp_path / "eval"
+    for key in store.keys(f"{examples['uri']}/Split-eval/"):
+        eval_split.mkdir(exist_ok=True)
+        (eval_split / os.path.basename(key)).write_bytes(read(f"minio://mlpipeline/{key}"))
+    _classifies(str(local), str(eval_split))
 
 
 def _classifies(saved_model: str, eval_split: str) -> None:
