@@ -67,6 +67,37 @@ class StorageError(ValueError):
     """Artifacts stay remote where TensorFlow cannot read their scheme."""
 
 
+def default_serving_dir(pipeline_root: str) -> str:
+    """<pipeline root>/serving, as s3:// where the root is KFP's minio:// (KServe, TF and boto3
+    know MinIO's buckets as s3://)."""
+    root = pipeline_root.rstrip("/")
+    if root.startswith("minio://"):
+        root = "s3://" + root[len("minio://") :]
+    return f"{root}/serving"
+
+
+def check_storage(
+    pipeline_root: str, data_root: str, serving_dir: str, beam_args: list[str], remote_trainer: bool
+) -> None:
+    """Refuses, before anything runs, storage the steps could not read (StorageError)."""
+    for what, path in (("data root", data_root), ("serving dir", serving_dir)):
+        if path.startswith("minio://"):
+            raise StorageError(
+                f"{what} {path}: MinIO's buckets are s3:// here (with --s3-endpoint), as KServe "
+                "and boto3 name them; minio:// is only Kubeflow Pipelines' artifact root"
+            )
+    elsewhere = []
+    if beam_runner(beam_args) not in IN_POD_RUNNERS:
+        elsewhere.append(f"Beam's {beam_runner(beam_args)} workers")
+    if remote_trainer:
+        elsewhere.append("the Trainer's replicas (TFJob / Vertex AI)")
+    if elsewhere and local_path(pipeline_root) and not pipeline_root.startswith("gs://"):
+        raise StorageError(
+            f"pipeline root {pipeline_root}: {' and '.join(elsewhere)} read artifacts outside the "
+            "step's pod, where TensorFlow reads gs:// and local paths only: use a gs:// root"
+        )
+
+
 def mirror_root() -> str:
     return os.environ.get(MIRROR_ROOT_ENV, "/")
 

@@ -157,3 +157,18 @@ def test_remote_artifacts_must_be_on_gcs_when_read_elsewhere():
     tfx_input, _ = entrypoint.for_tfx(on_gcs, INPUTS_SPEC, False)
     (examples,) = tfx_input["inputs"]["artifacts"]["examples"]["artifacts"]
     assert examples["uri"].startswith("gs://mlpipeline/")
+
+
+def test_storage_the_steps_cannot_read_is_refused_at_compile_time():
+    check = entrypoint.check_storage
+    check("minio://mlpipeline/v2/artifacts", "s3://videos/ucf101", "s3://serving", [], False)
+    check("gs://b/root", "gs://b/data", "gs://b/serving", ["--runner=DataflowRunner"], True)
+    with pytest.raises(entrypoint.StorageError, match="data root minio://b/d: MinIO's buckets"):
+        check("minio://b/root", "minio://b/d", "s3://b/serving", [], False)
+    with pytest.raises(entrypoint.StorageError, match="the Trainer's replicas"):
+        check("s3://b/root", "s3://b/d", "s3://b/serving", [], True)
+    with pytest.raises(entrypoint.StorageError, match="Beam's FlinkRunner workers"):
+        check("minio://b/root", "s3://b/d", "s3://b/serving", ["--runner", "FlinkRunner"], False)
+    assert entrypoint.default_serving_dir("minio://mlpipeline/v2/artifacts/") == (
+        "s3://mlpipeline/v2/artifacts/serving"
+    )
