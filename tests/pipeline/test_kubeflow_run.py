@@ -146,8 +146,17 @@ def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_s
             assert not any(str(tmp_path) in v for v in strings), (name, key, strings)
     for split in ("train", "eval"):
         assert store.keys(f"{examples['uri']}/Split-{split}/")
-    # Heavy inputs were copied into the Trainer's pod by the launcher, then read there.
+    # Heavy inputs were copied into the Trainer's pod by the launcher, then read there; where the
+    # platform spec mounts a volume over a pod's mirror, they lie on that volume.
     assert any("/Split-train/" in k for k in results["Trainer"].downloaded["examples"])
+    for name, result in results.items():
+        for inputs in (result.executor_input or {}).get("inputs", {}).get("artifacts", {}).values():
+            local = pathlib.Path(
+                f"{result.pod}{kfp_launcher.mirror_path(inputs['artifacts'][0]['uri'])}"
+            )
+            if result.volumes and local.exists():
+                volumes = result.volumes.values()
+                assert any(local.resolve().is_relative_to(v) for v in volumes), (name, local)
 
     assert version.startswith("s3://serving/video_swin/")  # where KServe's storageUri points
     local = tmp_path / "pushed"
