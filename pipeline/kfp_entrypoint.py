@@ -54,7 +54,8 @@ MIRROR_ROOT_ENV = "KFP_LAUNCHER_MIRROR_ROOT"
 MIRRORS = {"gs://": "gcs", "minio://": "minio", "s3://": "s3"}
 LAUNCHER_TYPES = "system."  # KFP's own artifact types (executor-logs is a system.Artifact)
 LAUNCHER_ENV = "KFP_POD_NAME"  # set on every executor pod KFP's launcher runs (2.0-2.17)
-IN_POD_RUNNERS = ("", "DirectRunner")  # Beam runners whose workers share the pod's disk
+# Beam runners whose workers share the pod's disk (as Beam resolves names: "direct", "DirectRunner").
+IN_POD_RUNNERS = ("", "direct", "bundlebaseddirect", "switchingdirect", "prism")
 # Executors whose artifacts are read by other machines (the replicas they start).
 REMOTE_EXECUTORS = (
     "components.tfjob_trainer.TFJobExecutor",
@@ -87,7 +88,7 @@ def check_storage(
                 "and boto3 name them; minio:// is only Kubeflow Pipelines' artifact root"
             )
     elsewhere = []
-    if beam_runner(beam_args) not in IN_POD_RUNNERS:
+    if not in_pod_runner(beam_runner(beam_args)):
         elsewhere.append(f"Beam's {beam_runner(beam_args)} workers")
     if remote_trainer:
         elsewhere.append("the Trainer's replicas (TFJob / Vertex AI)")
@@ -119,6 +120,10 @@ def remote_uri(path: str, root: str = "/") -> str | None:
     return None
 
 
+def in_pod_runner(runner: str) -> bool:
+    return runner.lower().removesuffix("runner") in IN_POD_RUNNERS
+
+
 def beam_runner(beam_args: list[str]) -> str:
     """The --runner among Beam's flags ("" when none: DirectRunner)."""
     for i, arg in enumerate(beam_args):
@@ -133,8 +138,7 @@ def reads_in_pod(executor_class_path: str, beam_args: list[str]) -> bool:
     """Whether KFP's launcher runs this step and everything reading its artifacts is in its pod."""
     if LAUNCHER_ENV not in os.environ:
         return False
-    runner = beam_runner(beam_args)
-    return executor_class_path not in REMOTE_EXECUTORS and runner in IN_POD_RUNNERS
+    return executor_class_path not in REMOTE_EXECUTORS and in_pod_runner(beam_runner(beam_args))
 
 
 def _artifacts(executor_input: dict, side: str) -> dict:

@@ -142,6 +142,7 @@ def test_artifacts_stay_remote_outside_the_pod(monkeypatch):
     monkeypatch.setenv("KFP_POD_NAME", "p")
     assert entrypoint.reads_in_pod("x.Executor", ["--direct_num_workers=2"])
     assert entrypoint.reads_in_pod("x.Executor", ["--runner=DirectRunner"])
+    assert entrypoint.reads_in_pod("x.Executor", ["--runner", "direct"])
     assert not entrypoint.reads_in_pod("x.Executor", ["--runner", "DataflowRunner"])
     assert not entrypoint.reads_in_pod("components.tfjob_trainer.TFJobExecutor", [])
 
