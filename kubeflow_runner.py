@@ -47,6 +47,12 @@ def _settings_parser() -> argparse.ArgumentParser:
         help="where blessed models are pushed, as <serving-dir>/<model-name>/<version>/ "
         "(default: <pipeline-root>/serving): the bucket TF Serving or KServe reads",
     )
+    where.add_argument(
+        "--s3-endpoint",
+        help="S3-compatible store of s3:// data roots and serving dirs, e.g. MinIO's "
+        "http://minio-service.kubeflow:9000 (every step's AWS_ENDPOINT_URL; credentials: "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from a secret, or the pod's AWS role)",
+    )
     where.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
     where.add_argument(
         "--output",
@@ -202,10 +208,15 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec to args.output and returns its path."""
     from tfx import v1 as tfx
 
+    from pipeline import kfp_entrypoint
     from pipeline.pipeline import create_pipeline
 
-    serving_dir = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
+    serving_dir = args.serving_dir or kfp_entrypoint.default_serving_dir(args.pipeline_root)
     vertex_training, tfjob = _vertex_training(args), _tfjob(args)
+    beam_args = cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args)
+    kfp_entrypoint.check_storage(
+        args.pipeline_root, args.data_root, serving_dir, beam_args, bool(vertex_training or tfjob)
+    )
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
@@ -218,7 +229,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         schema_path=_image_path(args.schema or cli.default_schema(args.data_root)),
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
-        beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
+        beam_pipeline_args=beam_args,
         vertex_training=vertex_training,
         tfjob=tfjob,
     )
@@ -236,6 +247,11 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         ),
     )
     job = runner.run(pipeline, write_out=False)
+    if args.s3_endpoint:  # what data.storage's boto3 reads in every step
+        for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+            if "container" in executor:
+                env = executor["container"].setdefault("env", [])
+                env.append({"name": "AWS_ENDPOINT_URL", "value": args.s3_endpoint})
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         if args.output.endswith((".yaml", ".yml")):

@@ -25,6 +25,7 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
+from components import s3_fileio  # noqa: F401 (registers s3:// with TFX's fileio)
 from model.export import holds_saved_model
 
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)

@@ -23,6 +23,7 @@ import os
 import tensorflow as tf
 
 from data import features as F
+from data import storage
 from model import clip as clip_lib
 from model import preprocessing
 
@@ -120,9 +121,9 @@ class ServingModel(tf.Module):
 
 
 def holds_saved_model(path: str | None) -> bool:
-    """Whether `path` (any file system tf.io.gfile reads) holds a SavedModel. TFX's Pusher copies
-    saved_model.pb last, so in a pushed version folder it also marks the copy complete."""
-    return bool(path) and tf.io.gfile.exists(os.path.join(path, SAVED_MODEL))
+    """Whether `path` (local, gs:// or s3://: data.storage) holds a SavedModel. TFX's Pusher
+    copies saved_model.pb last, so in a pushed version folder it also marks the copy complete."""
+    return bool(path) and storage.exists(os.path.join(path, SAVED_MODEL))
 
 
 def save(module: ServingModel, export_dir: str) -> None:

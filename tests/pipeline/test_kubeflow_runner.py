@@ -394,3 +394,22 @@ def test_machine_settings_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit):
             _compile(tmp_path, flag, value)
         assert repr(value) in capsys.readouterr().err
+
+
+def test_minio_root_with_s3_data_and_serving(tmp_path):
+    """KFP's own MinIO root: every step gets the S3 endpoint for the videos and the serving dir
+    (s3://, as KServe names MinIO's buckets); a TFJob Trainer, whose replicas read the artifacts
+    outside the pod, is refused there before anything runs."""
+    flags = ("--pipeline-root", "minio://mlpipeline/v2/artifacts", "--data-root", "s3://v/ucf")
+    flags += ("--schema", "pipeline/schema/ucf101/schema.pbtxt")
+    spec = _spec(_compile(tmp_path, *flags, "--s3-endpoint", "http://minio-service.kubeflow:9000"))
+    for name in spec.root.dag.tasks:
+        if name != "SchemaGen":  # ImportSchemaGen is an importer: no container
+            env = {e.name: e.value for e in _container(spec, name).env}
+            assert env == {"AWS_ENDPOINT_URL": "http://minio-service.kubeflow:9000"}, name
+    pusher = spec.root.dag.tasks["Pusher"].inputs.parameters["push_destination"]
+    assert "s3://mlpipeline/v2/artifacts/serving/video_swin" in (
+        pusher.runtime_value.constant.string_value
+    )
+    with pytest.raises(ValueError, match="the Trainer's replicas"):
+        _compile(tmp_path, *flags, "--workers", "2", filename="tfjob.yaml")
