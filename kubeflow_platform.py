@@ -35,6 +35,10 @@ pipeline root's scheme: Kubeflow Pipelines 2.2 to 2.17. On 2.0 and 2.1 compile w
 `--step-disk 0` (the nodes' own disk then holds the mirror), and on 2.0 without tolerations.
 Not chosen: pvc_mount (an existing claim shared by every run, which the launcher's never-deleted
 downloads fill), empty_dir_mounts (2.3+, and still the node's disk: a size limit only evicts).
+Steps that read s3:// data roots, serving dirs or checkpoints themselves (boto3) need credentials
+the launcher keeps to itself: with --s3-credentials-secret (by default KFP's own MinIO secret for
+a minio:// root) every step gets the secret's two keys as AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (secret_as_env, applied by the driver from 2.0).
 The Trainer's tolerations and node selector apply to the pod that trains: the Trainer's, or with
 a TFJob its replicas (components/tfjob_trainer.py), not the launcher pod that waits for them.
 """
@@ -56,6 +60,8 @@ from pipeline import configs
 MIRRORS = {"gs://": "/gcs", "s3://": "/s3", "minio://": "/minio"}  # the launcher's local copies
 VOLUME = "artifact-mirror"  # not gcs-scratch & co.: volumes merge by name
 LARGE = "tfx.Examples"  # a step that reads or writes these gets the volume
+# KFP's own MinIO credentials, present in every namespace where pipelines run (multi-user too).
+MINIO_SECRET = ("mlpipeline-minio-artifact", "accesskey", "secretkey")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 LABEL_KEY = re.compile(
@@ -72,6 +78,7 @@ class PodSettings:
     storage_class: str = ""
     tolerations: tuple[dict, ...] = ()
     node_selector: tuple[tuple[str, str], ...] = ()
+    s3_secret: tuple[str, str, str] | None = None  # (secret, access key's key, secret key's key)
 
     @property
     def has_disk(self) -> bool:
@@ -109,6 +116,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="node label the Trainer's pods (a TFJob's replicas) need, e.g. "
         "cloud.google.com/gke-accelerator=nvidia-l4; repeatable",
     )
+    group.add_argument(
+        "--s3-credentials-secret",
+        metavar="NAME[:ACCESS_KEY_KEY:SECRET_KEY_KEY]",
+        help="Kubernetes secret whose two keys every step gets as AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, for s3:// data roots, serving dirs and checkpoints (default: "
+        f"{':'.join(MINIO_SECRET)} with a minio:// pipeline root, KFP's own MinIO credentials; "
+        "none otherwise, e.g. an AWS role); 'none': no secret",
+    )
 
 
 def toleration(text: str) -> dict:
@@ -130,6 +145,21 @@ def node_label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def s3_secret(text: str | None, pipeline_root: str) -> tuple[str, str, str] | None:
+    """--s3-credentials-secret as (name, access key's key, secret key's key), or None."""
+    if text is None:
+        return MINIO_SECRET if pipeline_root.startswith("minio://") else None
+    if text == "none":
+        return None
+    name, *keys = text.split(":")
+    keys = keys or ["accesskey", "secretkey"]  # the keys of KFP's mlpipeline-minio-artifact
+    if len(keys) != 2 or not all([name, *keys]):
+        raise ValueError(
+            f"--s3-credentials-secret {text!r}: expected NAME or NAME:ACCESS_KEY_KEY:SECRET_KEY_KEY"
+        )
+    return name, *keys
+
+
 def settings(args: argparse.Namespace) -> PodSettings:
     """The flags as PodSettings; ValueError names a malformed or misplaced one."""
     if not QUANTITY.match(args.step_disk):
@@ -145,6 +175,7 @@ def settings(args: argparse.Namespace) -> PodSettings:
         storage_class=args.step_disk_class,
         tolerations=tuple(map(toleration, args.trainer_toleration)),
         node_selector=tuple(map(node_label, args.trainer_node_selector)),
+        s3_secret=s3_secret(args.s3_credentials_secret, args.pipeline_root),
     )
 
 
@@ -180,6 +211,16 @@ def executor_configs(
                 size=pod.step_disk,
                 default_storage_class=not pod.storage_class,
                 storage_class_name=pod.storage_class,
+            )
+        label = component.executor_label
+        if pod.s3_secret and "container" in spec["deploymentSpec"]["executors"][label]:
+            secret, access_key, secret_key = pod.s3_secret
+            config.secret_as_env.add(
+                secret_name=secret,
+                key_to_env=[
+                    {"secret_key": access_key, "env_var": "AWS_ACCESS_KEY_ID"},
+                    {"secret_key": secret_key, "env_var": "AWS_SECRET_ACCESS_KEY"},
+                ],
             )
         if name == "Trainer" and trainer_trains:
             for item in pod.tolerations:

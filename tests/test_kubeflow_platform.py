@@ -73,6 +73,8 @@ def test_node_labels_and_disk_sizes():
         trainer_node_selector=[],
         vertex_project=None,
         output="p.yaml",
+        s3_credentials_secret=None,
+        pipeline_root="gs://b/r",
     )
     assert kp.settings(args).has_disk
     for none in ("0", "0Gi", "0.0"):
@@ -106,3 +108,14 @@ def test_the_volume_goes_where_the_launcher_copies_the_roots_artifacts(root, mir
     platform = kp.platform_spec(configs)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["check_executor"] == json_format.MessageToDict(configs["check_executor"])
+
+
+def test_s3_credentials_secret_forms():
+    minio, gcs = "minio://mlpipeline/v2/artifacts", "gs://b/r"
+    assert kp.s3_secret(None, minio) == ("mlpipeline-minio-artifact", "accesskey", "secretkey")
+    assert kp.s3_secret(None, gcs) is None and kp.s3_secret("none", minio) is None
+    assert kp.s3_secret("aws", gcs) == ("aws", "accesskey", "secretkey")
+    assert kp.s3_secret("aws:id:key", gcs) == ("aws", "id", "key")
+    for bad in ("aws:id", ":id:key", "aws:id:"):
+        with pytest.raises(ValueError, match="--s3-credentials-secret"):
+            kp.s3_secret(bad, gcs)

@@ -231,13 +231,16 @@ def run_pipeline_spec(
     store: ObjectStore | None = None,
     workdir: str | os.PathLike | None = None,
     env: dict[str, str] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, TaskResult]:
     """Runs every task of the spec's root DAG; returns task name -> TaskResult.
 
     pipeline_root: where artifacts go (default: the job's gcsOutputDirectory or the spec's
     defaultPipelineRoot): a local folder, or s3://|minio://<bucket>/... on `store`.
     workdir: where the pods' disks are played (default: <local root>/.pods).
-    env: the steps' environment beyond the image's (e.g. what the platform spec's secrets set).
+    env: the steps' environment beyond the image's. A pod inherits nothing else of this process's
+    AWS_* settings: S3 credentials reach a step only through `env` or the platform spec's
+    secret_as_env from `secrets` (the namespace's Kubernetes secrets: name -> {key: value}).
     echo: a text stream that also receives each task's log lines (default: log files only).
     """
     if backend not in BACKENDS:
@@ -265,7 +268,7 @@ def run_pipeline_spec(
     )
     release = Release(kfp_version, publish_logs)
     run = _Run(spec, deployment, platform, run_root, backend, echo, release, store, Path(workdir))
-    run.env = env or {}
+    run.env, run.secrets = env or {}, secrets or {}
     order = task_order(spec)
     for name in order:  # KFP's compiler refuses these before the run starts: nothing runs
         run.executor(name)
@@ -475,6 +478,21 @@ class _Run:
         )
         return TaskResult(name, None, {}, {key: self._record(name, key, artifact)}, {}, None)
 
+    def _secret_env(self, name: str, label: str) -> dict[str, str]:
+        """driver.go: secret_as_env entries as environment variables; a missing secret or key
+        keeps the pod from starting (Kubernetes' CreateContainerConfigError)."""
+        env = {}
+        for entry in self.platform.get(label, {}).get("secretAsEnv", []):
+            secret = self.secrets.get(entry["secretName"])
+            for pair in entry.get("keyToEnv", []):
+                if secret is None or pair["secretKey"] not in secret:
+                    raise TaskFailed(
+                        f"task {name}: CreateContainerConfigError: secret "
+                        f"{entry['secretName']!r} (key {pair['secretKey']!r}) not found"
+                    )
+                env[pair["envVar"]] = secret[pair["secretKey"]]
+        return env
+
     def _container(self, name, task, component, container) -> TaskResult:
         pod, volumes = self._pod(name, component.executor_label)
         executor_input = pb.ExecutorInput(
@@ -487,9 +505,10 @@ class _Run:
             logs.artifacts[0].uri += "-0"
         _add_defaults(executor_input, component.input_definitions)
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             **IMAGE_ENV,
             **self.env,
+            **self._secret_env(name, component.executor_label),
             **{e.name: e.value for e in container.env},
             "KFP_POD_NAME": f"{name}-pod",  # argocompiler commonEnvs (downward API)
             "KFP_POD_UID": str(uuid.uuid4()),

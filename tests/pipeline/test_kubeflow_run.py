@@ -35,7 +35,7 @@ def tiny_root(tmp_path_factory):
     return synthetic.generate(tmp_path_factory.mktemp("kfp") / "data", 0, spec)
 
 
-def _compile(tmp_path, root, data_root, serving) -> pathlib.Path:
+def _compile(tmp_path, root, data_root, serving, *flags) -> pathlib.Path:
     import kubeflow_runner
 
     spec = tmp_path / "pipeline.yaml"
@@ -45,7 +45,7 @@ def _compile(tmp_path, root, data_root, serving) -> pathlib.Path:
         # an inferred schema (SchemaGen) on 16-frame videos
         + ["--beam-pipeline-args", "--direct_running_mode=in_memory --direct_num_workers=1"]
         + ["--variant", "tiny_w4", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
-        + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0"]
+        + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0", *flags]
     )
     return spec
 
@@ -115,15 +115,25 @@ def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_s
         if path.is_file():
             s3_env.upload_file(str(path), "videos", f"tiny/{path.relative_to(tiny_root)}")
     root = "minio://mlpipeline/v2/artifacts"
-    spec_file = _compile(tmp_path, root, "s3://videos/tiny", "s3://serving")
+    endpoint = ("--s3-endpoint", s3_server["AWS_ENDPOINT_URL"])  # the steps' boto3 endpoint
+    spec_file = _compile(tmp_path, root, "s3://videos/tiny", "s3://serving", *endpoint)
     store = kfp_launcher.ObjectStore(
         s3_server["AWS_ENDPOINT_URL"],
         s3_server["AWS_ACCESS_KEY_ID"],
         s3_server["AWS_SECRET_ACCESS_KEY"],
     )
-    # The steps' AWS_* settings (for the videos and the serving directory) are s3_server's.
+    # The steps' credentials (for the videos and the serving directory) come only from KFP's
+    # MinIO secret, which a minio:// root's spec hands every step (secret_as_env).
+    minio_secret = {
+        "accesskey": s3_server["AWS_ACCESS_KEY_ID"],
+        "secretkey": s3_server["AWS_SECRET_ACCESS_KEY"],
+    }
     results = kfp_launcher.run_pipeline_spec(
-        spec_file, store=store, workdir=tmp_path / "work", env=s3_server
+        spec_file,
+        store=store,
+        workdir=tmp_path / "work",
+        env={"AWS_DEFAULT_REGION": s3_server["AWS_DEFAULT_REGION"]},
+        secrets={"mlpipeline-minio-artifact": minio_secret},
     )
 
     def read(uri):
@@ -149,6 +159,8 @@ def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_s
     # Heavy inputs were copied into the Trainer's pod by the launcher, then read there; where the
     # platform spec mounts a volume over a pod's mirror, they lie on that volume.
     assert any("/Split-train/" in k for k in results["Trainer"].downloaded["examples"])
+    for name in ("VideoExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"):
+        assert "/minio" in results[name].volumes, name  # --step-disk's volume over the mirror
     for name, result in results.items():
         for inputs in (result.executor_input or {}).get("inputs", {}).get("artifacts", {}).values():
             local = pathlib.Path(

@@ -175,8 +175,9 @@ def test_step_disk_its_storage_class_and_the_trainers_gpu_nodes(tmp_path):
         {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"},
     ]
     assert dict(trainer.node_selector.labels) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    # --step-disk 0 (Kubeflow Pipelines 2.0, 2.1) and no Trainer settings: one document.
+    # --step-disk 0 (Kubeflow Pipelines 2.0, 2.1), no Trainer settings, no secret: one document.
     flags = ("--pipeline-root", "minio://mlpipeline/v2/artifacts", "--step-disk", "0")
+    flags += ("--s3-credentials-secret", "none")
     assert len(_documents(_compile(tmp_path, *flags, filename="no-disk.yaml"))) == 1
 
 
@@ -402,11 +403,28 @@ def test_minio_root_with_s3_data_and_serving(tmp_path):
     outside the pod, is refused there before anything runs."""
     flags = ("--pipeline-root", "minio://mlpipeline/v2/artifacts", "--data-root", "s3://v/ucf")
     flags += ("--schema", "pipeline/schema/ucf101/schema.pbtxt")
-    spec = _spec(_compile(tmp_path, *flags, "--s3-endpoint", "http://minio-service.kubeflow:9000"))
+    path = _compile(tmp_path, *flags, "--s3-endpoint", "http://minio-service.kubeflow:9000")
+    spec, pods = _spec(path), _pods(path)
     for name in spec.root.dag.tasks:
         if name != "SchemaGen":  # ImportSchemaGen is an importer: no container
             env = {e.name: e.value for e in _container(spec, name).env}
             assert env == {"AWS_ENDPOINT_URL": "http://minio-service.kubeflow:9000"}, name
+            # Credentials: KFP's own MinIO secret, as environment variables (never in the spec).
+            (secret,) = pods[name].secret_as_env
+            assert secret.secret_name == "mlpipeline-minio-artifact"
+            assert {(k.secret_key, k.env_var) for k in secret.key_to_env} == {
+                ("accesskey", "AWS_ACCESS_KEY_ID"),
+                ("secretkey", "AWS_SECRET_ACCESS_KEY"),
+            }
+    assert "SchemaGen" not in pods
+    own = _pods(
+        _compile(tmp_path, *flags, "--s3-credentials-secret", "s3:id:key", filename="o.yaml")
+    )
+    assert own["Pusher"].secret_as_env[0].key_to_env[0].secret_key == "id"
+    for choice in ("none", None):  # no secret: an AWS role (IRSA), or a gs:// root's default
+        extra = ("--s3-credentials-secret", choice) if choice else ("--pipeline-root", "gs://b/r")
+        other = _pods(_compile(tmp_path, *flags, *extra, filename="n.yaml"))
+        assert not any(config.secret_as_env for config in other.values())
     pusher = spec.root.dag.tasks["Pusher"].inputs.parameters["push_destination"]
     assert "s3://mlpipeline/v2/artifacts/serving/video_swin" in (
         pusher.runtime_value.constant.string_value
