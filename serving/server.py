@@ -110,14 +110,16 @@ def create_app(
         assert isinstance(error, HTTPException)  # the router's: no such path, wrong method
         if request.method == "POST":  # a client that is still sending must hear the answer
             await _drain(request, 4 * max_body_bytes)
-        path = request.url.path
+        path, headers = request.url.path, error.headers or {}
         message = f"no such path: {request.method} {path}"
         if error.status_code == 405:
-            allowed = (error.headers or {}).get("Allow", "")
+            allowed = headers.get("Allow", "")
             message = f"method {request.method} not allowed: {path} takes {allowed} (GET or POST)"
         elif error.status_code != 404:
             message = str(error.detail)
-        return _json(rest.dumps({"error": message}), error.status_code)
+        response = _json(rest.dumps({"error": message}), error.status_code)
+        response.headers.update(headers)  # Allow, for a 405
+        return response
 
     app.add_exception_handler(api.RequestError, error_response)
     app.add_exception_handler(HTTPException, error_response)
