@@ -47,6 +47,7 @@ register_url_convertor("segment", _Text("[^/:]+"))
 register_url_convertor("unsupported", _Text("classify|regress"))
 MODEL = "/v1/models/{name:segment}"
 VERSION = MODEL + "/versions/{version:segment}"
+_NOT_OFFERED = "classify, regress: not offered (the model's signatures are predict signatures)"
 _PREDICT_BODY = {  # documents the body that predict reads itself (see _read_body)
     "requestBody": {
         "required": True,
@@ -124,39 +125,7 @@ def create_app(
     app.add_exception_handler(api.RequestError, error_response)
     app.add_exception_handler(HTTPException, error_response)
 
-    @app.get(MODEL, summary="Status of the served version (and of one being loaded)")
-    async def model_status(name: str) -> Response:
-        return _json(rest.status_response(api.states(repository, name, None)))
-
-    @app.get(VERSION, summary="Status of one version: LOADING until warmed up, then AVAILABLE")
-    async def version_status(name: str, version: str) -> Response:
-        return _json(rest.status_response(api.states(repository, name, version)))
-
-    @app.get(MODEL + "/metadata", summary="Signatures of the served version")
-    async def model_metadata(name: str) -> Response:
-        return await metadata(name, None)
-
-    @app.get(VERSION + "/metadata", summary="Signatures of one version")
-    async def version_metadata(name: str, version: str) -> Response:
-        return await metadata(name, version)
-
-    @app.post(MODEL + ":predict", summary="Predict", openapi_extra=_PREDICT_BODY)
-    async def model_predict(request: Request, name: str) -> Response:
-        return await predict(request, name, None)
-
-    @app.post(VERSION + ":predict", summary="Predict on one version", openapi_extra=_PREDICT_BODY)
-    async def version_predict(request: Request, name: str, version: str) -> Response:
-        return await predict(request, name, version)
-
-    @app.post(
-        MODEL + ":{verb:unsupported}", summary="Not offered: the model has no such signatures"
-    )
-    @app.post(VERSION + ":{verb:unsupported}", summary="Not offered")
-    async def classify_or_regress(request: Request, verb: str) -> Response:
-        await _read_body(request, max_body_bytes)
-        raise api.RequestError(400, f"method {verb!r} is not supported; use :predict")
-
-    async def metadata(name: str, version: str | None) -> Response:
+    def metadata(name: str, version: str | None) -> Response:
         loaded = api.served(repository, name, version)
         return _json(rest.metadata_response(repository.name, loaded))
 
@@ -169,6 +138,37 @@ def create_app(
             return rest.predict_response(api.predict(call, signature, inputs), row_format)
 
         return _json(await asyncio.get_running_loop().run_in_executor(executor, run))
+
+    # The routes: each operation without and with /versions/{version}.
+    @app.get(MODEL, summary="Status of the served version (and of one being loaded)")
+    async def model_status(name: str) -> Response:
+        return _json(rest.status_response(api.states(repository, name, None)))
+
+    @app.get(VERSION, summary="Status of one version: LOADING until warmed up, then AVAILABLE")
+    async def version_status(name: str, version: str) -> Response:
+        return _json(rest.status_response(api.states(repository, name, version)))
+
+    @app.get(MODEL + "/metadata", summary="Signatures of the served version")
+    async def model_metadata(name: str) -> Response:
+        return metadata(name, None)
+
+    @app.get(VERSION + "/metadata", summary="Signatures of one version")
+    async def version_metadata(name: str, version: str) -> Response:
+        return metadata(name, version)
+
+    @app.post(MODEL + ":predict", summary="Predict", openapi_extra=_PREDICT_BODY)
+    async def model_predict(request: Request, name: str) -> Response:
+        return await predict(request, name, None)
+
+    @app.post(VERSION + ":predict", summary="Predict on one version", openapi_extra=_PREDICT_BODY)
+    async def version_predict(request: Request, name: str, version: str) -> Response:
+        return await predict(request, name, version)
+
+    @app.post(MODEL + ":{verb:unsupported}", summary=_NOT_OFFERED)
+    @app.post(VERSION + ":{verb:unsupported}", summary=_NOT_OFFERED)
+    async def classify_or_regress(request: Request, verb: str) -> Response:
+        await _read_body(request, max_body_bytes)
+        raise api.RequestError(400, f"method {verb!r} is not supported; use :predict")
 
     return app
 
