@@ -25,7 +25,7 @@ import tensorflow as tf
 from data import features as F
 from data import storage
 from model import clip as clip_lib
-from model import preprocessing
+from model import preprocessing, warmup
 
 TOP_K = 5
 PROBABILITIES, CLASSES, SCORES = "probabilities", "classes", "scores"
@@ -135,3 +135,6 @@ def save(module: ServingModel, export_dir: str) -> None:
         export_dir,
         signatures={"serving_default": module.serve_examples, FRAMES_SIGNATURE: frames},
     )
+    # TF Serving's warm-up records (assets.extra/): TF Serving, KServe and `python -m serving`
+    # replay them before a version takes traffic.
+    warmup.write_requests(export_dir, frame_size=module._size)

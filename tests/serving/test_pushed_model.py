@@ -69,3 +69,13 @@ def test_client_on_a_real_video_matches_the_model_in_process(pushed, pipeline_ru
     names = [c.decode() for c in local["classes"].numpy()[0]]
     assert [c for c, _ in answer.top] == names
     np.testing.assert_allclose([p for _, p in answer.top], local["scores"].numpy()[0], atol=1e-5)
+
+
+def test_the_pushed_export_carries_warm_up_records(pushed, pipeline_run):
+    """The Trainer's export writes TF Serving's warm-up records: one request per signature,
+    which TF Serving, KServe and this server replay before the version takes traffic."""
+    from model import warmup
+
+    server, name, version = pushed
+    requests = warmup.read_requests(os.path.join(pipeline_run["serving_dir"], version))
+    assert sorted(signature for signature, _ in requests) == ["serving_default", "serving_frames"]
