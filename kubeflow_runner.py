@@ -85,6 +85,18 @@ def _settings_parser() -> argparse.ArgumentParser:
         "above 1: a TFJob of Kubeflow's Training Operator, or with --vertex-project a Vertex AI "
         "custom job",
     )
+    several.add_argument(
+        "--tfjob-service-account",
+        help="a TFJob's replicas run as this service account (default: the one the pipeline's "
+        "steps run as, read by the Trainer's pod at run time: it holds their storage access)",
+    )
+    several.add_argument(
+        "--tfjob-deadline-hours",
+        type=float,
+        default=configs.KUBEFLOW_TFJOB_DEADLINE_HOURS,
+        help="a TFJob fails, naming its replicas' states, and is deleted this long after it is "
+        "created, waiting for nodes included (%(default)s)",
+    )
     several.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
     several.add_argument("--vertex-region", default=configs.VERTEX_REGION)
     several.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE, help="on Vertex")
@@ -114,6 +126,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers counts machines: 1 or more")
+    if args.tfjob_service_account and (args.workers == 1 or args.vertex_project):
+        parser.error("--tfjob-service-account is for a TFJob: --workers 2 or more, no Vertex")
+    if not args.tfjob_deadline_hours * 3600 >= 1:
+        parser.error(f"--tfjob-deadline-hours {args.tfjob_deadline_hours}: a positive duration")
     if args.vertex_project and args.gpus and args.gpu_type == configs.KUBEFLOW_GPU_TYPE:
         parser.error("--vertex-project: name a Vertex accelerator, e.g. --gpu-type NVIDIA_L4")
     if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
@@ -162,6 +178,8 @@ def _tfjob(args: argparse.Namespace) -> dict | None:
         "cpu": _cpu(args),
         "memory": args.trainer_memory,
         **kubeflow_platform.tfjob_scheduling(args.pods),
+        "deadline_seconds": round(args.tfjob_deadline_hours * 3600),
+        **({"service_account": args.tfjob_service_account} if args.tfjob_service_account else {}),
     }
 
 

@@ -18,6 +18,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_client
 import kubeflow_runner
+from components import tfjob_trainer
 from model.options import OPTIONS_KEY, TrainOptions
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
@@ -243,6 +244,10 @@ def test_help_documents_every_setting(command, capsys):
         assert flag in text
     for flag in ("--step-disk", "--step-disk-class", "--trainer-toleration"):
         assert flag in text
+    for flag in ("--tfjob-service-account", "--tfjob-deadline-hours"):
+        assert flag in text
+    for flag in ("--namespace", "--token", "--token-file", "--cookies", "KF_PIPELINES_TOKEN"):
+        assert (flag in text) == (command != "compile")
     assert ("--endpoint" in text) == (command != "compile")
     assert ("--cron" in text) == (command == "schedule")
 
@@ -672,8 +677,9 @@ def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
 def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
     gpu_nodes = ("--trainer-toleration", "nvidia.com/gpu:NoSchedule")
     gpu_nodes += ("--trainer-node-selector", "pool=gpu")
+    tfjob = ("--tfjob-service-account", "trainer", "--tfjob-deadline-hours", "6")
     path = _compile(
-        tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi", *gpu_nodes
+        tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi", *gpu_nodes, *tfjob
     )
     spec = _spec(path)
     trainer = _container(spec, "Trainer")
@@ -691,8 +697,27 @@ def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
         # The replicas go to GPU nodes; the launcher pod, which needs no GPU, does not.
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "node_selector": {"pool": "gpu"},
+        "deadline_seconds": 6 * 3600,
+        "service_account": "trainer",
     }
     assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each replica checks its GPUs
+    # What the Trainer's executor makes of it: every replica's pod on the GPU nodes, as trainer.
+    settings = tfjob_trainer.TFJobSettings.from_custom_config(config)
+    manifest = tfjob_trainer.tfjob_manifest("job", "team-a", settings, ["python"], None)
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == 6 * 3600
+    for replicas in manifest["spec"]["tfReplicaSpecs"].values():
+        pod = replicas["template"]["spec"]
+        assert pod["tolerations"] == config["tfjob"]["tolerations"]
+        assert pod["nodeSelector"] == {"pool": "gpu"} and pod["serviceAccountName"] == "trainer"
+    # By default: the deadline from configs, the replicas as the steps' own service account.
+    default = json.loads(
+        _spec(_compile(tmp_path, "--workers", "2", filename="d.yaml"))
+        .root.dag.tasks["Trainer"]
+        .inputs.parameters["custom_config"]
+        .runtime_value.constant.string_value
+    )["tfjob"]
+    assert default["deadline_seconds"] == configs.KUBEFLOW_TFJOB_DEADLINE_HOURS * 3600
+    assert "service_account" not in default
     launcher = _pods(path)["Trainer"]
     assert launcher.generic_ephemeral_volume  # it downloads the examples all the same
     assert not launcher.tolerations and not launcher.node_selector.labels
@@ -711,6 +736,12 @@ def test_machine_settings_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit):
             _compile(tmp_path, *flags, *kubernetes_only, filename=filename)
         assert "Vertex AI picks machines by --machine-type" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--tfjob-service-account", "trainer")  # one machine: no TFJob
+    assert "--tfjob-service-account is for a TFJob" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--workers", "2", "--tfjob-deadline-hours", "0")
+    assert "--tfjob-deadline-hours 0.0: a positive duration" in capsys.readouterr().err
     for flag, value in [("--step-disk", "lots"), ("--trainer-toleration", "gpu:Sometimes")]:
         with pytest.raises(SystemExit):
             _compile(tmp_path, flag, value)
