@@ -95,6 +95,9 @@ KUBEFLOW_TRAINER_MEMORY = "32G"
 # examples are 17-27 GB; the Transform's pod holds them and, staged, the transformed examples
 # (64 of the ~90 stored frames per video: up to ~22 GB): ~50 GB at most, doubled for headroom.
 KUBEFLOW_STEP_DISK = "100Gi"
+# A TFJob Trainer (--workers > 1) fails, and its replicas are deleted, this long after it is
+# created, Pending time included: fine-tuning Swin-T on UCF101 takes hours on a few GPUs.
+KUBEFLOW_TFJOB_DEADLINE_HOURS = 24.0
 # Training on several machines: a Vertex AI custom job (kubeflow_runner.py --vertex-project).
 VERTEX_REGION = "us-central1"
 VERTEX_MACHINE_TYPE = "g2-standard-12"  # 1 NVIDIA L4 per machine (--gpus 1 --gpu-type NVIDIA_L4)
