@@ -511,6 +511,7 @@ def run_fn(fn_args) -> None:
         options.clip_frames,
         options.image_size,
         options.serving_chunk,
+        options.eval_views,
     )
     export.save(module, export_dir)
     logging.info("exported the serving model to %s", export_dir)

@@ -125,7 +125,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=served.outputs["model"],
         example_splits=["eval"],
-        eval_config=evaluation.eval_config(min_accuracy),
+        eval_config=evaluation.eval_config(min_accuracy, train_options.eval_views),
     )
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],

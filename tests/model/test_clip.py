@@ -38,6 +38,35 @@ def test_evaluation_clip_is_the_centre_clip_and_square():
     np.testing.assert_array_equal(clip_lib.frames_clip(tf.constant(decoded[None]), 24)[0], out)
 
 
+def test_evaluation_views_follow_mmaction_test_sampling():
+    # SampleFrames(test_mode): first to last possible offset; one clip: the centre clip.
+    assert clip_lib.view_offsets(64, 32, 4) == [0, 10, 21, 32]
+    assert clip_lib.view_offsets(16, 8, 3) == [0, 4, 8]
+    assert clip_lib.view_offsets(16, 8, 1) == [4]
+    assert clip_lib.view_offsets(10, 8, 5) == [0, 1, 2]  # only 3 distinct clips exist
+    assert clip_lib.crop_positions(3) == [0, 1, 2] and clip_lib.crop_positions(1) == [1]
+    with pytest.raises(ValueError, match="crops must be 1"):
+        clip_lib.crop_positions(10)
+    # ThreeCrop: squares of the short side at the start, centre and end of the long side.
+    windows = [clip_lib.square_window(240, 320, p).numpy().tolist() for p in (0, 1, 2)]
+    assert windows == [[0, 0, 240, 240], [0, 40, 240, 240], [0, 80, 240, 240]]
+    assert clip_lib.square_window(320, 240, 2).numpy().tolist() == [80, 0, 240, 240]
+
+
+def test_view_clips_crop_each_view_and_the_centre_view_is_the_evaluation_clip():
+    rng = np.random.default_rng(5)
+    jpegs = tf.constant(_jpegs(rng.integers(0, 256, (11, 48, 80, 3), dtype=np.uint8)))
+    views = [(4, 1), (0, 0), (8, 2)]  # 3-frame clips: frames 3 and 7 are in none
+    clips = clip_lib.view_clips(jpegs, 3, 24, views).numpy()
+    assert clips.shape == (3, 3, 24, 24, 3) and clips.dtype == np.uint8
+    centre = clip_lib.jpeg_clip(jpegs, clip_frames=3, size=24, training=False).numpy()
+    np.testing.assert_array_equal(clips[0], centre)
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs.numpy()])
+    for clip, (start, x) in zip(clips[1:], ((0, 0), (8, 32)), strict=True):
+        window = decoded[start : start + 3, :, x : x + 48]
+        np.testing.assert_array_equal(clip, clip_lib.resize_uint8(tf.constant(window), 24))
+
+
 def test_training_clips_are_random_windows_of_the_right_shape():
     frames = np.random.default_rng(1).integers(0, 256, (16, 40, 40, 3), dtype=np.uint8)
     jpegs = tf.constant(_jpegs(frames))

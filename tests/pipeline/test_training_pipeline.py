@@ -18,7 +18,7 @@ from data import features as F
 from data import synthetic
 from model import preprocessing, train
 from pipeline import report
-from tests.conftest import PIPELINE_COMPONENTS, split_sizes, tiny_train_options
+from tests.conftest import EVAL_VIEWS, PIPELINE_COMPONENTS, split_sizes, tiny_train_options
 
 TRAIN_CLIPS, EVAL_CLIPS = split_sizes()
 
@@ -152,6 +152,44 @@ def test_training_history_and_report(pipeline_run, tmp_path):
         record = json.load(f)
     assert record["started_from"].startswith("from scratch")
     assert record["class_names"] == list(synthetic.SPEC.classes)
+
+
+def test_evaluator_reports_both_protocols_and_gates_on_the_multi_view_one(
+    pipeline_run, retrain_run
+):
+    """TFMA read serving_views once: both protocols' top-1 and top-5 in every run; the second
+    run (a threshold of 1.01, against the first run's model) fails only on the multi-view top-1
+    of the overall slice."""
+    import tensorflow_model_analysis as tfma
+
+    from pipeline import evaluation
+
+    first = pipeline_run["report"]
+    assert first.views == EVAL_VIEWS and first.blessed
+    for value in (first.accuracy, first.top_k_accuracy, first.views_accuracy):
+        assert 0.0 <= value <= 1.0
+    assert report.summary_lines(first, 0.0)[0].startswith(
+        f"Eval split, {EVAL_CLIPS} videos: 3 clips x 1 crop top-1 {first.views_accuracy:.3f}"
+    )
+    assert "BLESSED: top-1 (3 clips x 1 crop) >= 0.00" in report.summary_lines(first, 0.0)[1]
+    (evaluation_dir,) = [
+        path
+        for path in glob.glob(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
+        if path != _first_run(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
+    ]
+    result = tfma.load_eval_result(evaluation_dir, model_name="candidate")
+    (overall,) = [metrics for key, metrics in result.slicing_metrics if not key]
+    for output in (evaluation.MULTI_VIEW_OUTPUT, evaluation.SINGLE_VIEW_OUTPUT):
+        assert {evaluation.ACCURACY, evaluation.TOP_K_ACCURACY} <= set(overall[output][""])
+    failures = [
+        (per_slice.slice_key, failure.metric_key)
+        for per_slice in tfma.load_validation_result(evaluation_dir).metric_validations_per_slice
+        for failure in per_slice.failures
+    ]
+    assert failures
+    for slice_key, key in failures:
+        assert not slice_key.single_slice_keys  # the overall slice
+        assert (key.name, key.output_name) == (evaluation.ACCURACY, evaluation.MULTI_VIEW_OUTPUT)
 
 
 def _inputs_of(metadata_path, type_name):
