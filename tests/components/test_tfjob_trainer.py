@@ -366,7 +366,7 @@ def test_executor_creates_the_tfjob_and_waits_for_success(tmp_path, caplog):
         _condition("Running", "TFJobRunning"),
         _condition("Succeeded", "TFJobSucceeded"),
     )
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # earlier tests may lower absl verbosity
     with KubeStandIn(statuses) as api:
         executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
         with pytest.raises(RuntimeError, match="saved_model.pb is missing"):
@@ -454,7 +454,7 @@ def test_replicas_run_as_the_steps_service_account_on_gpu_nodes(tmp_path, monkey
         "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
     }
     succeeded = _statuses(_condition("Created", "c"), _condition("Succeeded", "TFJobSucceeded"))
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # earlier tests may lower absl verbosity
     for extra, namespace, account in [
         ({}, "team-a", "default-editor"),
         ({"service_account": "trainer"}, "team-a", "trainer"),
