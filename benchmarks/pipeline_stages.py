@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         listing = ucf101_like.ucf101.list_videos(str(data_root), 1)
         log_path = args.work / f"run-{clips}-per-class.log"
         print(f"== {len(listing.records)} videos: {data_root}; log {log_path}", flush=True)
+        args.work.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
             run = run_once(data_root, args.work / f"run-{clips}-per-class", log)
         runs.append(
