@@ -25,6 +25,7 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
+from components.batching import ByteSizeBatching
 from model.export import holds_saved_model
 
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)
@@ -64,8 +65,9 @@ def LatestPushedModel(  # noqa: N802 (a TFX component is named like a class)
     model.set_string_custom_property(SOURCE_PROPERTY, source or "")
 
 
-class EvaluatorExecutor(evaluator_executor.Executor):
-    """TFX's Evaluator executor, minus a baseline that holds no model (nothing pushed yet)."""
+class EvaluatorExecutor(ByteSizeBatching, evaluator_executor.Executor):
+    """TFX's Evaluator executor, minus a baseline that holds no model (nothing pushed yet); its
+    example reads batch by bytes (components/batching.py)."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
         key = standard_component_specs.BASELINE_MODEL_KEY

@@ -154,3 +154,39 @@ def test_create_pipeline_wires_the_components():
     assert {c.id for c in p.components} == set(PIPELINE_COMPONENTS)
     with pytest.raises(ValueError, match="serving_dir"):
         create_pipeline("p", "/tmp/root", "/data")
+
+
+def test_a_run_writes_its_report_under_its_own_pipeline_root(small_synthetic_root, tmp_path):
+    """local_runner.py as a user runs it, from an empty working directory: the summary lands in
+    <pipeline root>/report, and nothing is written outside the roots it was given."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cwd, roots = tmp_path / "cwd", tmp_path / "roots"
+    cwd.mkdir()
+    command = [
+        sys.executable,
+        os.path.join(repo, "local_runner.py"),
+        "--data-root",
+        str(small_synthetic_root),
+        "--schema",
+        configs.SYNTHETIC_SCHEMA,
+        "--validate-only",
+        "--pipeline-root",
+        str(roots / "pipeline_root"),
+        "--metadata",
+        str(roots / "metadata.sqlite"),
+        "--serving-dir",
+        str(roots / "serving"),
+        "--beam-pipeline-args=" + " ".join(IN_PROCESS),
+    ]
+    env = dict(os.environ, PYTHONPATH=repo)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = (roots / "pipeline_root" / "report" / "summary.txt").read_text()
+    assert summary.startswith("Pipeline finished") and "Validation only" in summary
+    assert list(cwd.iterdir()) == []
+    assert {p.name for p in roots.iterdir()} <= {"pipeline_root", "metadata.sqlite", "serving"}
+    assert "Traceback" not in proc.stdout + proc.stderr
