@@ -473,7 +473,9 @@ def train(
         keras.callbacks.BackupAndRestore(
             os.path.join(run_dir, BACKUP_DIR),
             save_freq=options.checkpoint_every or "epoch",
-            delete_checkpoint=False,
+            # Finished training needs no resume point: the export is the model (Swin-T's
+            # backup, weights and both optimizers' moments, is ~3x the model).
+            delete_checkpoint=True,
         ),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch", write_graph=False),
         _EpochLog(options.epochs),

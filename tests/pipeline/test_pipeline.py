@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 from tfx.utils import io_utils
 
 from data import ingest, synthetic
-from pipeline import configs
+from pipeline import configs, statistics
 from pipeline.pipeline import create_pipeline
 from tests.conftest import PIPELINE_COMPONENTS, copy_with_new_class
 from tests.data.test_ingest import IN_PROCESS
@@ -138,6 +138,25 @@ def test_missing_frames_are_an_anomaly(tmp_path):
     anomalies = tfdv.validate_statistics(stats, schema)
     assert {"frames", "num_frames"} <= set(anomalies.anomaly_info), anomalies
     assert isinstance(schema, schema_pb2.Schema)
+    # With what the pipeline's StatisticsGen computes (`frames` as image bytes), the same.
+    stats = tfdv.generate_statistics_from_tfrecord(path, stats_options=statistics.stats_options())
+    anomalies = tfdv.validate_statistics(stats, schema)
+    assert {"frames", "num_frames"} <= set(anomalies.anomaly_info), anomalies
+
+
+def test_statistics_of_frames_are_their_counts_and_sizes(inferred_run):
+    """`frames` keeps presence and value counts (what the schemas check) and gets byte sizes,
+    not the top values and uniques of JPEG strings."""
+    import tensorflow_data_validation as tfdv
+
+    (path,) = (inferred_run / "StatisticsGen" / "statistics").glob("*/Split-train/*.pb")
+    stats = tfdv.load_stats_binary(str(path))
+    (frames,) = [
+        f for f in stats.datasets[0].features if f.path.step == ["frames"] or f.name == "frames"
+    ]
+    assert frames.WhichOneof("stats") == "bytes_stats"
+    assert frames.bytes_stats.common_stats.min_num_values == synthetic.SPEC.num_frames
+    assert frames.bytes_stats.max_num_bytes > 0
 
 
 def test_create_pipeline_wires_the_components():
