@@ -1,8 +1,9 @@
 """TensorFlow 2.16's functions fail to finalize at interpreter exit; later TensorFlow does not.
 
-A process that still holds a loaded SavedModel when Python exits (each Beam worker of the
-Evaluator: TFMA keeps the model in Beam's Shared cache for the worker's lifetime) destroys the
-model's functions after interpreter teardown has cleared module globals. TF 2.16's
+A process that still holds TensorFlow functions when Python exits (each Beam worker of the
+Evaluator: TFMA keeps the model in Beam's Shared cache for the worker's lifetime; the Transform's
+workers, its analysis graphs) destroys them after interpreter teardown has cleared module
+globals. TF 2.16's
 `AtomicFunction.__del__` then looks up its module's RUNTIME_FUNCTION_REFS, finds None, and
 Python prints "Exception ignored in: <function AtomicFunction.__del__ ...> TypeError: 'NoneType'
 object is not subscriptable" on a successful run. TensorFlow's own fix (its master's
@@ -11,7 +12,7 @@ applies that same guard to TF 2.16. Nothing is skipped while the interpreter run
 teardown, when the process's functions are gone with it anyway.
 
 Beam workers import it through `--beam_plugins=model.function_teardown` (pipeline/pipeline.py
-gives that to the Evaluator, the one Beam step whose workers hold models).
+gives that to the Transform and the Evaluator, the Beam steps whose workers run TensorFlow).
 """
 
 from __future__ import annotations

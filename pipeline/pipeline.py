@@ -133,8 +133,10 @@ def create_pipeline(
         example_splits=["eval"],
         eval_config=evaluation.eval_config(min_accuracy),
     )
-    # Its Beam workers hold the model until they exit: TF 2.16 must finalize it quietly there.
-    evaluator.with_beam_pipeline_args([f"--beam_plugins={function_teardown.MODULE}"])
+    # Their Beam workers hold TensorFlow functions (the Transform's analysis, the model) until
+    # they exit: TF 2.16 finalizes them quietly there only with this guard.
+    for step in (transform, evaluator):
+        step.with_beam_pipeline_args([f"--beam_plugins={function_teardown.MODULE}"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

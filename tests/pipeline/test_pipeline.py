@@ -171,6 +171,14 @@ def test_create_pipeline_wires_the_components():
     ]
     p = create_pipeline("p", "/tmp/root", "/data", "/serving", schema_path=configs.SYNTHETIC_SCHEMA)
     assert {c.id for c in p.components} == set(PIPELINE_COMPONENTS)
+    # The Beam steps whose workers hold TensorFlow functions at exit get the teardown guard.
+    guarded = {
+        c.id
+        for c in p.components
+        if "--beam_plugins=model.function_teardown"
+        in getattr(c.executor_spec, "beam_pipeline_args", [])
+    }
+    assert guarded == {"Transform", "Evaluator"}
     with pytest.raises(ValueError, match="serving_dir"):
         create_pipeline("p", "/tmp/root", "/data")
 
