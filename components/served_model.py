@@ -28,6 +28,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
 from components import s3_fileio  # noqa: F401 (registers s3:// with TFX's fileio)
+from components.batching import ByteSizeBatching
 from model.export import holds_saved_model
 from model.warmup import signature_defs
 
@@ -76,10 +77,11 @@ def _signatures_evaluated(exec_properties: dict) -> set[str]:
     return {spec.signature_name or "serving_default" for spec in config.model_specs}
 
 
-class EvaluatorExecutor(evaluator_executor.Executor):
+class EvaluatorExecutor(ByteSizeBatching, evaluator_executor.Executor):
     """TFX's Evaluator executor, minus a baseline it cannot judge by: one that holds no model
     (nothing pushed yet), or one exported without a signature the evaluation reads (a model
-    pushed before multi-view evaluation has no serving_views)."""
+    pushed before multi-view evaluation has no serving_views). Its example reads batch by
+    bytes (components/batching.py)."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
         key = standard_component_specs.BASELINE_MODEL_KEY

@@ -552,7 +552,7 @@ def test_pipeline_trainer_trains_as_chief_and_worker(pipeline_run, tmp_path, mon
 
     root = pipeline_run["pipeline_root"]
     (graph_uri,) = glob.glob(f"{root}/Transform/transform_graph/*")
-    (examples_uri,) = glob.glob(f"{root}/Transform/transformed_examples/*")
+    (examples_uri,) = glob.glob(f"{root}/VideoExampleGen/examples/*")
     examples = tfx.dsl.Importer(
         source_uri=examples_uri,
         artifact_type=tfx.types.standard_artifacts.Examples,

@@ -96,6 +96,11 @@ SPEC = {
 }
 
 
+def _parse(record):
+    """Examples already in the Transform's output form (the pipeline's: train.transform_fn)."""
+    return tf.io.parse_single_example(record, SPEC)
+
+
 def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
     frames = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     good = _jpegs(frames)
@@ -103,20 +108,24 @@ def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
     path = tmp_path / "clips.tfrecord.gz"
     _write(path, [(good, 0, "v_good"), (damaged, 1, "v_damaged"), (good, 1, "v_good_2")])
     options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=16)
-    batches = list(train.make_dataset(str(path), SPEC, options, 2, 8, training=False))
+    batches = list(train.make_dataset(str(path), _parse, options, 2, 8, training=False))
     assert sum(len(x) for x, _ in batches) == 2
     assert "v_damaged" in capfd.readouterr().err
 
 
-def test_labels_outside_the_class_list_stop_training_naming_the_videos(tmp_path):
+def test_a_label_outside_the_class_list_stops_training_at_its_batch_naming_the_video(tmp_path):
     jpegs = _jpegs(np.zeros((4, 8, 8, 3), np.uint8))
+    good = [(jpegs, i % 3, f"v_{i}") for i in range(4)]
     path = tmp_path / "clips.tfrecord.gz"
-    _write(path, [(jpegs, 0, "v_a"), (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01")])
-    with pytest.raises(train.DataError, match="v_Wave_g01_c01"):
-        train.scan_labels(str(path), 3)
-    good = tmp_path / "good.tfrecord.gz"
-    _write(good, [(jpegs, 0, "v_a"), (jpegs, 2, "v_b")])
-    assert train.scan_labels(str(good), 3) == 2
+    _write(path, [*good, (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01"), *good])
+    options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=8)
+    batches = iter(train.make_dataset(str(path), _parse, options, 3, 2, training=False))
+    assert [len(next(batches)[0]) for _ in range(2)] == [2, 2]  # the batches before it train
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        next(batches)
+    error = train.data_error(raised.value, 3)
+    assert isinstance(error, train.DataError) and str(error).startswith("v_Wave_g01_c01: ")
+    assert train.data_error(tf.errors.InvalidArgumentError(None, None, "other"), 3) is None
 
 
 def test_a_seeded_training_clip_is_the_same_whatever_runs_it():
@@ -146,7 +155,7 @@ def test_a_deterministic_training_stream_repeats_itself(tmp_path):
 
     def first_batches(seed):
         tf.keras.utils.set_random_seed(seed)
-        dataset = train.make_dataset(str(path), SPEC, options, 2, 4, training=True)
+        dataset = train.make_dataset(str(path), _parse, options, 2, 4, training=True)
         return [x.numpy().tobytes() for x, _ in dataset.take(3)]
 
     assert first_batches(0) == first_batches(0)

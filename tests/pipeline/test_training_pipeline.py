@@ -103,19 +103,18 @@ def test_no_skew_between_serving_and_the_trainers_eval_input(pipeline_run):
 
     root = pipeline_run["pipeline_root"]
     (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
-    (transformed,) = glob.glob(f"{root}/Transform/transformed_examples/*/Split-eval")
+    (split,) = glob.glob(f"{root}/VideoExampleGen/examples/*/Split-eval")
     (version,) = _versions(pipeline_run["serving_dir"])
     model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
     options = tiny_train_options()
-    tft_output = tft.TFTransformOutput(graph)
-    spec = tft_output.transformed_feature_spec()
-    files = f"{transformed}/*"
+    transform = train.transform_fn(tft.TFTransformOutput(graph))
+    files = f"{split}/*"
     # The Trainer's eval input pipeline, exactly as fit() sees it, and the same records' ids.
-    clips = [x for x, _ in train.make_dataset(files, spec, options, 6, 16, training=False)]
+    clips = [x for x, _ in train.make_dataset(files, transform, options, 6, 16, training=False)]
     ids = [
         e[F.VIDEO_ID].decode()
         for e in tf.data.TFRecordDataset(sorted(glob.glob(files)), compression_type="GZIP")
-        .map(lambda r: tf.io.parse_single_example(r, spec))
+        .map(transform)
         .as_numpy_iterator()
     ]
     clips = np.concatenate([c.numpy() for c in clips])
@@ -135,6 +134,56 @@ def test_class_vocabulary_and_transformed_examples(pipeline_run):
     spec = output.transformed_feature_spec()
     assert spec[preprocessing.CLIP].shape == [tiny_train_options().sampled_frames]
     assert set(spec) == {preprocessing.CLIP, F.LABEL, F.VIDEO_ID}
+
+
+def test_the_examples_are_stored_once(pipeline_run):
+    """The Transform only analyses; the Trainer read VideoExampleGen's examples, the one copy."""
+    root = pipeline_run["pipeline_root"]
+    assert not glob.glob(f"{root}/Transform/transformed_examples*")
+    examples, others = 0, 0  # bytes of TFRecord files: the examples, and anything else
+    for path in glob.glob(f"{root}/**/*.gz", recursive=True):
+        if path.startswith(f"{root}/VideoExampleGen/examples/"):
+            examples += os.path.getsize(path)
+        else:
+            others += os.path.getsize(path)  # the Transform's analyzer cache: accumulators
+    assert examples > 0 and others < 0.05 * examples, (examples, others)
+    store, trainer_inputs = _inputs_of(
+        pipeline_run["metadata"], "tfx.components.trainer.component.Trainer"
+    )
+    (examples,) = store.get_artifacts_by_type("Examples")
+    (inputs,) = trainer_inputs.values()
+    assert examples.id in inputs
+
+
+def test_a_bad_label_stops_the_trainer_at_its_batch_naming_the_video(pipeline_run, tmp_path):
+    """Real eval examples through the real Transform graph; one has a label/label_name pair the
+    training split never had. The epoch size comes from counts.json: no scan before training."""
+    import tensorflow_transform as tft
+
+    from data import counts
+
+    root = pipeline_run["pipeline_root"]
+    (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
+    raw = list(_raw_eval_examples(root).values())[:12]
+    bad = tf.train.Example.FromString(raw[7])
+    bad.features.feature[F.LABEL_NAME].bytes_list.value[:] = [b"Wave"]
+    bad_id = bad.features.feature[F.VIDEO_ID].bytes_list.value[0].decode()
+    raw[7] = bad.SerializeToString()
+    for split, records in (("train", raw), ("eval", raw[:4])):
+        (tmp_path / "examples" / f"Split-{split}").mkdir(parents=True)
+        path = str(tmp_path / "examples" / f"Split-{split}" / "data.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for record in records:
+                writer.write(record)
+    counts.write(str(tmp_path / "examples"), {"train": 12, "eval": 4})
+    with pytest.raises(train.DataError, match=rf"^{bad_id}: its label/label_name pair"):
+        train.train(
+            tiny_train_options(epochs=1, batch_size=4),
+            str(tmp_path / "examples" / "Split-train" / "*"),
+            str(tmp_path / "examples" / "Split-eval" / "*"),
+            tft.TFTransformOutput(graph),
+            str(tmp_path / "run"),
+        )
 
 
 def test_training_history_and_report(pipeline_run, tmp_path):
