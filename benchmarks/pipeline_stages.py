@@ -21,6 +21,7 @@ is made from them, `--table` prints it) .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -102,8 +103,9 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def run_once(data_root: Path, work: Path, log) -> dict:
-    """One local_runner.py run on fresh roots; per-stage time, memory, load, bytes."""
+def run_once(data_root: Path, work: Path, log, stop_after: str | None = None) -> dict:
+    """One local_runner.py run on fresh roots; per-stage time, memory, load, bytes. With
+    `stop_after`, the run is ended (SIGTERM to its process tree) once that stage is done."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     root = work / "root"
@@ -149,6 +151,9 @@ def run_once(data_root: Path, work: Path, log) -> dict:
         elif name in stages:
             stages[name] |= {"seconds": _duration_s(took), "load_1min_end": os.getloadavg()[0]}
             sampler.stage = "between stages"
+            if name == stop_after:
+                _terminate(psutil.Process(proc.pid))
+                break
     code = proc.wait()
     sampler.done.set()
     sampler.join()
@@ -160,6 +165,7 @@ def run_once(data_root: Path, work: Path, log) -> dict:
     examples = _du(root / "VideoExampleGen")
     return {
         "returncode": code,
+        "stopped_after": stop_after,
         "seconds": round(total_s, 1),
         "stages": stages,
         "peak_rss_mib": max(p["rss_mib"] for p in sampler.peaks.values()),
@@ -171,6 +177,16 @@ def run_once(data_root: Path, work: Path, log) -> dict:
         "exceptions_ignored": text.count("Exception ignored"),
         "summary": text[text.rfind("Pipeline ") :].splitlines()[:4] if "Pipeline " in text else [],
     }
+
+
+def _terminate(root: psutil.Process) -> None:
+    """SIGTERM the runner and its Beam workers, then SIGKILL what is left after 30 s."""
+    procs = [root, *root.children(recursive=True)]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    for proc in psutil.wait_procs(procs, timeout=30)[1]:
+        proc.kill()
 
 
 def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
@@ -219,7 +235,12 @@ def extrapolate(runs: list[dict]) -> dict:
 def table(result: dict) -> str:
     """The README's sizing table (markdown) from the JSON."""
     runs = result["runs"]
-    header = "| stage | " + " | ".join(f"{r['videos']} videos: time, PSS" for r in runs)
+    header = "| stage | " + " | ".join(
+        f"{r['videos']} videos"
+        + (f" (through {r['run']['stopped_after']})" if r["run"].get("stopped_after") else "")
+        + ": time, PSS"
+        for r in runs
+    )
     header += " | bytes written per video | UCF101 (13,320 videos), extrapolated |"
     lines = [header, "|---" * (3 + len(runs)) + "|"]
     for stage in ("VideoExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"):
@@ -251,6 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="1 clip per class: a smoke run")
     parser.add_argument("--table", action="store_true", help="print the table of --results")
+    parser.add_argument(
+        "--stop-after",
+        metavar="STAGE",
+        help="end each run once STAGE is done, e.g. Transform: the Beam stages only, whose "
+        "memory is what could grow with the data (the Trainer and Evaluator stream tf.data)",
+    )
+    parser.add_argument(
+        "--add-to",
+        type=Path,
+        help="a results JSON whose runs are kept beside these (e.g. a whole run at 1x)",
+    )
     args = parser.parse_args(argv)
     if args.table:
         print(table(json.loads(args.results.read_text())))
@@ -264,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {len(listing.records)} videos: {data_root}; log {log_path}", flush=True)
         args.work.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
-            run = run_once(data_root, args.work / f"run-{clips}-per-class", log)
+            run = run_once(data_root, args.work / f"run-{clips}-per-class", log, args.stop_after)
         runs.append(
             {
                 "scale": scale,
@@ -277,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(json.dumps(run, indent=1), flush=True)
+    if args.add_to:
+        runs = json.loads(args.add_to.read_text())["runs"] + runs
     result = {
         "machine": {
             "cpus": os.cpu_count(),
