@@ -13,12 +13,13 @@ judged against the model being served. On a multi-user Kubeflow, `submit` and `s
 profile namespace and credentials (kubeflow_client.py).
 """
 
-import os
+from model import keras_env
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the project's one Keras (tf_keras), before TF loads
+keras_env.use_tf_keras()  # before any TensorFlow import
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 
 import kubeflow_client  # noqa: E402
 import kubeflow_platform  # noqa: E402

@@ -5,11 +5,12 @@
         --pretrained swin_tiny_patch244_window877_kinetics400_1k.pth
 """
 
-import os
+from model import keras_env
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the project's one Keras (tf_keras), before any import
+keras_env.use_tf_keras()  # before any TensorFlow import
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 

@@ -57,7 +57,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, name_utils, path_utils
 
-from model import export
+from model import export, keras_env
 
 TFJOB_KEY = "tfjob"  # the Trainer's custom_config key holding TFJobSettings' fields
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "tfjobs"
@@ -66,7 +66,7 @@ PORT = 2222  # the operator's default TF port, named as it expects
 ENTRY_POINT = ["python", "-m", "tfx.scripts.run_executor"]
 REPLICA_EXECUTOR = name_utils.get_full_name(trainer_executor.GenericExecutor)
 # What the Dockerfile's ENV sets, repeated so a replica never depends on the image's defaults.
-IMAGE_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": "/pipeline"}
+IMAGE_ENV = {**keras_env.ENV, "PYTHONPATH": "/pipeline"}
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # the pod's own token
 JOB_LABEL = "training.kubeflow.org/job-name"  # set by the operator on the replicas' pods
 

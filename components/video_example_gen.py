@@ -22,7 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from data import counts, ingest, ucf101
+from data import ingest, ucf101
 
 UCF_SPLIT_KEY = "ucf_split"
 # The input splits only feed the driver's fingerprint (size and mtime of every file matched, so
@@ -78,7 +78,7 @@ class Executor(BaseExampleGenExecutor):
         examples.set_int_custom_property("num_bad_videos", len(summary.bad))
         for split, count in summary.good.items():
             examples.set_int_custom_property(f"num_examples_{split}", count)
-        counts.write(examples.uri, summary.good)  # the Trainer's epoch size, without a read
+        ingest.write_beside_examples(examples.uri, summary, options)
         ingest.check_bad_fraction(summary, options.max_bad_fraction, errors_path)
 
 

@@ -22,59 +22,16 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data import counts, example_proto, ucf101, video
+from data import counts, example_proto, ingest_options, ucf101, video
 from data import features as F
+from data.ingest_options import IngestOptions
+from data.options import add_flags, from_flags
 
 METRICS_NAMESPACE = "video_ingest"
 ERRORS = "errors"
 ERRORS_FILE = "errors.jsonl"
 EXAMPLES_FILE = "data_tfrecord"  # Split-<split>/data_tfrecord-*.gz, as TFX's ExampleGen names them
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
-
-
-def _option(default, help_text):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestOptions:
-    """How videos become examples (data.video.decode_video does the sampling).
-
-    Frames are sampled on each video's timeline, over the whole video: stored frame k is the
-    frame showing at start + k * time_step, time_step = frame_stride / fps (fps: the container's
-    average rate), so gaps and variable frame rates are filled by the frame on screen. A video
-    with more than `max_frames` such grid points is stored as a uniform cover at 2x, 4x, ...
-    that step (the smallest that fits); the example's `time_step` feature holds the step used.
-
-    Real-data defaults: every 2nd frame (Video Swin's stride), at most 128 frames, i.e. all of
-    a video up to 10.24 s at 25 fps at stride 2, longer ones at stride 4 (to 20.5 s), 8, ...
-    UCF101 (13,320 videos, 320x240, 25 fps, 7.2 s on average, 27 h in all): a 7.2 s video gives
-    90 frames, 2.1 MB at JPEG q90 (23.8 kB per frame, measured on camera-like texture; smoother
-    real footage 15-20 kB); a 12 s one 75 frames at stride 4, 1.7 MB; never more than 128
-    frames (~3 MB). The whole set: about 1.1 million frames, 17-27 GB (GZIP saves nothing on
-    JPEG); jpeg_quality=75 takes a third off (1.4 MB for the 7.2 s video). The embedded set
-    (40 frames of 64x64) uses frame_stride=1, max_frames=64: every frame, ~10 kB per example.
-
-    Decoding cost is bounded: every packet is decoded once (no seeking), at most max_frames + 1
-    decoded frames are held, and only the stored frames are converted to RGB and JPEG-encoded
-    (about 0.1 s of CPU for the 7.2 s 320x240 video above).
-    """
-
-    frame_stride: int = _option(2, "grid step in frames at the video's frame rate")
-    max_frames: int | None = _option(
-        128, "frames per video at most: longer videos at 2x, 4x... the step (0 or None: all)"
-    )
-    short_side: int | None = _option(None, "resize the shorter side to this (0 or None: keep)")
-    jpeg_quality: int = _option(90, "JPEG quality of the stored frames")
-    max_bad_fraction: float = _option(0.05, "fail when more of the listed videos are unusable")
-    eval_fraction: float = _option(0.3, "folder-per-class sets: share of groups hashed to eval")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> IngestOptions:
-        return cls(**json.loads(text))
 
 
 class TooManyBadVideosError(RuntimeError):
@@ -202,6 +159,13 @@ def summarize(listing: ucf101.VideoListing, errors_path: str) -> IngestSummary:
     return IngestSummary(len(listing.records), good, bad)
 
 
+def write_beside_examples(examples_dir: str, summary, options: IngestOptions) -> None:
+    """counts.json (the Trainer sizes epochs without a read) and ingest_options.json (the served
+    model tells clients how to decode), outside the split folders."""
+    counts.write(examples_dir, summary.good)
+    ingest_options.write(examples_dir, options)
+
+
 def check_bad_fraction(summary: IngestSummary, max_bad_fraction: float, report: str) -> None:
     """Raises when too much of the listed data is unusable, naming some files and the report."""
     if summary.listed == 0:
@@ -237,7 +201,7 @@ def run(
         beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
     )
     summary.metrics = {c.key.metric.name: c.committed for c in counters["counters"]}
-    counts.write(output, summary.good)
+    write_beside_examples(output, summary, options)
     logging.info("%s; error report: %s", summary, report)
     check_bad_fraction(summary, options.max_bad_fraction, report)
     return summary
@@ -250,17 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True, help="UCF101 or folder-per-class root")
     parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="UCF101 split")
     parser.add_argument("--output", required=True)
-    for field in dataclasses.fields(IngestOptions):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=float if isinstance(field.default, float) else int,
-            default=field.default,
-            help=f"{field.metadata['help']} (default: {field.default})",
-        )
+    add_flags(parser, IngestOptions, defaults=IngestOptions())
     args, beam_args = parser.parse_known_args(argv)
-    options = IngestOptions(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(IngestOptions)}
-    )
+    options = from_flags(IngestOptions(), args)
     logging.basicConfig(level=logging.WARNING)  # Beam's workers log every bundle at INFO
     try:
         summary = run(args.data_root, args.output, args.split, options, beam_args or None)

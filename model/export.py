@@ -9,6 +9,10 @@ A Format-Serving SavedModel that needs nothing from this repository:
                                           view_clips, mmaction2's test protocol), softmax
                                           probabilities averaged (mmaction's average_clips='prob')
   serving_frames(frames: uint8 [B, T, H, W, 3])  an already sampled clip -> centre crop -> classifier
+  ingest_settings(examples: string [B])   -> ingest_options [B]: the JSON IngestOptions the
+                                          training examples were made with (one per row, the
+                                          input is ignored), so a client decodes a video as
+                                          ingestion did ("" when not recorded)
   outputs: probabilities [B, K], classes [B, k] (names, best first), scores [B, k], k = min(5, K);
   serving_views also single_view_probabilities [B, K] (serving_default's answer, for TFMA to
   report both protocols from one pass; free when the views include the centre view)
@@ -45,6 +49,7 @@ SINGLE_VIEW_PROBABILITIES = "single_view_probabilities"
 EXAMPLES_INPUT = "examples"  # never `frames`: TFMA feeds serialized examples to this input
 FRAMES_SIGNATURE = "serving_frames"
 VIEWS_SIGNATURE = "serving_views"
+INGEST_SIGNATURE, INGEST_OPTIONS = "ingest_settings", "ingest_options"
 SAVED_MODEL = "saved_model.pb"
 
 
@@ -91,6 +96,7 @@ class ServingModel(tf.Module):
         image_size: int,
         chunk_size: int = 8,
         views: tuple[int, int] = (1, 1),
+        ingest_options: str = "",
     ):
         super().__init__()
         # The classifier's weights in model.variables order (what warm starts read back); the
@@ -101,7 +107,8 @@ class ServingModel(tf.Module):
         self.transform_graph = transform_graph(tft_layer)
         self._transform = tft_layer.__call__
         self.class_names = tf.Variable(class_names, dtype=tf.string, trainable=False)
-        self._clip_frames, self._size, self._chunk = clip_frames, image_size, chunk_size
+        self.ingest_options = tf.Variable(ingest_options, dtype=tf.string, trainable=False)
+        self.clip_frames, self.image_size, self._chunk = clip_frames, image_size, chunk_size
         self._k = min(TOP_K, len(class_names))
         self._probs = tf.TensorSpec([len(class_names)], tf.float32)
         self._views = views
@@ -135,13 +142,13 @@ class ServingModel(tf.Module):
         return self._transform(raw)[preprocessing.CLIP]
 
     def _centre_view(self, jpegs: tf.Tensor) -> tuple[int, int]:
-        (start,) = clip_lib.view_offsets(jpegs.shape[1], self._clip_frames, 1)
+        (start,) = clip_lib.view_offsets(jpegs.shape[1], self.clip_frames, 1)
         return start, clip_lib.CENTRE
 
     def _classify_views(self, jpegs: tf.Tensor, views: list[tuple[int, int]]) -> tf.Tensor:
         """[B, L] JPEG strings -> [B, V, K] probabilities of each (first frame, crop position)
         view, at most chunk_size clips (and the frames of their videos) at a time."""
-        t, s, n = self._clip_frames, self._size, len(views)
+        t, s, n = self.clip_frames, self.image_size, len(views)
 
         def classify_videos(rows):  # [c, L] -> [c, V, K]
             clips = tf.map_fn(
@@ -171,7 +178,7 @@ class ServingModel(tf.Module):
     def serve_views(self, examples):
         jpegs = self._jpegs(examples)
         clips, crops = self._views
-        offsets = clip_lib.view_offsets(jpegs.shape[1], self._clip_frames, clips)
+        offsets = clip_lib.view_offsets(jpegs.shape[1], self.clip_frames, clips)
         views = list(itertools.product(offsets, clip_lib.crop_positions(crops)))
         centre = self._centre_view(jpegs)
         computed = views if centre in views else [*views, centre]  # e.g. an even clip count
@@ -180,9 +187,15 @@ class ServingModel(tf.Module):
         outputs[SINGLE_VIEW_PROBABILITIES] = probabilities[:, computed.index(centre)]
         return outputs
 
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False
+    )
+    def serve_ingest_settings(self, examples):
+        return {INGEST_OPTIONS: tf.fill(tf.shape(examples), self.ingest_options)}
+
     def _serve_frames(self, frames):
         probabilities = _in_chunks(
-            lambda x: self.classify(clip_lib.frames_clip(x, self._size)),
+            lambda x: self.classify(clip_lib.frames_clip(x, self.image_size)),
             frames,
             self._chunk,
             self._probs,
@@ -204,8 +217,9 @@ def save(module: ServingModel, export_dir: str) -> None:
             "serving_default": module.serve_examples,
             VIEWS_SIGNATURE: module.serve_views,
             FRAMES_SIGNATURE: module.serve_frames,
+            INGEST_SIGNATURE: module.serve_ingest_settings,
         },
     )
     # TF Serving's warm-up records (assets.extra/): TF Serving, KServe and `python -m serving`
     # replay them before a version takes traffic.
-    warmup.write_requests(export_dir, frame_size=module._size)
+    warmup.write_requests(export_dir, frame_size=module.image_size)

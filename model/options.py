@@ -6,60 +6,57 @@ No TensorFlow import here, so runners and configs load fast.
 from __future__ import annotations
 
 import dataclasses
-import json
+
+from data.options import JsonOptions, option
 
 OPTIONS_KEY = "options"  # the Trainer's custom_config key
 
 
-def _option(default, help_text):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(JsonOptions):
     """Everything the Trainer is told; recorded in ML Metadata as the Trainer's custom_config.
 
     Defaults are Video Swin's recipe for real data (Swin-T, 32 frames at 224, AdamW lr 1e-3
     with backbone 0.1x, weight decay 0.05, 2.5 warm-up epochs then cosine, label smoothing).
     """
 
-    variant: str = _option("swin_t", "Video Swin variant (model/video_swin/config.py)")
-    clip_frames: int = _option(32, "T: frames per clip the model sees")
-    sampled_frames: int = _option(64, "L: the Transform's temporal cover, T of them per clip")
-    image_size: int = _option(224, "S: crop size")
-    batch_size: int = _option(8, "clips per replica; global batch = this x replicas")
-    epochs: int = _option(30, "passes over the training split")
-    learning_rate: float = _option(1e-3, "peak learning rate of the head")
-    backbone_lr_multiplier: float = _option(0.1, "backbone learning rate = this x the head's")
-    weight_decay: float = _option(
+    variant: str = option("swin_t", "Video Swin variant (model/video_swin/config.py)")
+    clip_frames: int = option(32, "T: frames per clip the model sees")
+    sampled_frames: int = option(64, "L: the Transform's temporal cover, T of them per clip")
+    image_size: int = option(224, "S: crop size")
+    batch_size: int = option(8, "clips per replica; global batch = this x replicas")
+    epochs: int = option(30, "passes over the training split")
+    learning_rate: float = option(1e-3, "peak learning rate of the head")
+    backbone_lr_multiplier: float = option(0.1, "backbone learning rate = this x the head's")
+    weight_decay: float = option(
         0.05, "AdamW's decoupled weight decay (not on norms, biases tables)"
     )
-    warmup_epochs: float = _option(2.5, "linear warm-up, then cosine decay to 0")
-    label_smoothing: float = _option(0.1, "cross-entropy label smoothing")
-    clip_norm: float = _option(1.0, "global gradient-norm clipping per parameter group (0: off)")
-    drop_path_rate: float = _option(-1.0, "stochastic depth (-1: the variant's)")
-    min_crop_area: float = _option(0.08, "random resized crop: smallest area fraction")
-    flip: bool = _option(True, "random horizontal flips (off where a flip changes the label)")
-    precision: str = _option("float32", "float32 or mixed_bfloat16")
-    recompute: bool = _option(False, "recompute block activations in the backward pass")
-    accumulation_steps: int = _option(
+    warmup_epochs: float = option(2.5, "linear warm-up, then cosine decay to 0")
+    label_smoothing: float = option(0.1, "cross-entropy label smoothing")
+    clip_norm: float = option(1.0, "global gradient-norm clipping per parameter group (0: off)")
+    drop_path_rate: float = option(-1.0, "stochastic depth (-1: the variant's)")
+    min_crop_area: float = option(0.08, "random resized crop: smallest area fraction")
+    flip: bool = option(True, "random horizontal flips (off where a flip changes the label)")
+    precision: str = option("float32", "float32 or mixed_bfloat16")
+    recompute: bool = option(False, "recompute block activations in the backward pass")
+    accumulation_steps: int = option(
         1, "gradient accumulation: micro-batches of batch_size/N per optimizer step"
     )
-    jit_compile: bool = _option(False, "XLA-compile the train step (slower on CPU)")
-    strategy: str = _option(
+    jit_compile: bool = option(False, "XLA-compile the train step (slower on CPU)")
+    strategy: str = option(
         "auto", "auto (TF_CONFIG -> multi-worker, else mirrored), mirrored, multi_worker"
     )
-    gpus: int = _option(0, "GPUs the Trainer must see, else it fails (0: uses what it finds)")
-    shuffle_buffer: int = _option(256, "examples (whole videos) in the shuffle buffer")
-    checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
-    pretrained: str = _option("", "official .pth or `python -m model.convert` directory")
-    serving_chunk: int = _option(8, "clips decoded and classified at a time when serving")
-    eval_clips: int = _option(
+    gpus: int = option(0, "GPUs the Trainer must see, else it fails (0: uses what it finds)")
+    shuffle_buffer: int = option(256, "examples (whole videos) in the shuffle buffer")
+    checkpoint_every: int = option(0, "resume checkpoint every N steps (0: every epoch)")
+    pretrained: str = option("", "official .pth or `python -m model.convert` directory")
+    serving_chunk: int = option(8, "clips decoded and classified at a time when serving")
+    eval_clips: int = option(
         4, "multi-view evaluation: clips per video, evenly spaced (at most L - T + 1 distinct)"
     )
-    eval_crops: int = _option(3, "multi-view evaluation: crops per clip, 1 (centre) or 3")
-    seed: int = _option(0, "random seed of initialisation, shuffling and augmentation")
-    deterministic: bool = _option(
+    eval_crops: int = option(3, "multi-view evaluation: crops per clip, 1 (centre) or 3")
+    seed: int = option(0, "random seed of initialisation, shuffling and augmentation")
+    deterministic: bool = option(
         False, "the same seed gives the same model: training input in a fixed order (slower)"
     )
 
@@ -81,13 +78,6 @@ class TrainOptions:
             raise ValueError(f"eval_clips must be at least 1, got {self.eval_clips}")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, got {self.precision!r}")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainOptions:
-        return cls(**json.loads(text))
 
     @property
     def eval_views(self) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from data import counts
+from data import counts, ingest_options
 from data import features as F
 from model import clip as clip_lib
 from model import preprocessing
@@ -499,6 +499,15 @@ def train(
     return TrainResult(model, logs, class_names, steps_per_epoch, train_examples)
 
 
+def _ingest_options_json(train_files: list[str]) -> str:
+    """How the training examples were made (recorded beside them by ingestion), for the served
+    model's clients; "" when not recorded."""
+    options = ingest_options.read(counts.examples_dir_of(train_files[0]))
+    if options is None:
+        logging.warning("no ingest settings beside %s: clients must be told them", train_files[0])
+    return options.to_json() if options else ""
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor): train, then export the serving model."""
     import tensorflow_transform as tft
@@ -558,6 +567,7 @@ def run_fn(fn_args) -> None:
         options.image_size,
         options.serving_chunk,
         options.eval_views,
+        _ingest_options_json(fn_args.train_files),
     )
     export.save(module, export_dir)
     logging.info("exported the serving model to %s", export_dir)

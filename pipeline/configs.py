@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from data.ingest import IngestOptions
+from data.ingest_options import IngestOptions
 from model.options import TrainOptions
 
 PIPELINE_NAME = "video-swin-tfx"  # [a-z0-9][a-z0-9-]{0,127}: valid for Kubeflow too

@@ -18,7 +18,7 @@ from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
 from components.video_example_gen import VideoExampleGen
 from components.video_schema_gen import SchemaGen
-from data.ingest import IngestOptions
+from data.ingest_options import IngestOptions
 from model import function_teardown, preprocessing, train
 from pipeline import configs, evaluation, statistics
 

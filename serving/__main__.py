@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the project's one Keras, before TF loads
+from model import keras_env
+
+keras_env.use_tf_keras()  # before any TensorFlow import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -2,11 +2,12 @@
 
     python -m serving.client --video clip.avi --url http://127.0.0.1:8501 --model NAME [--views]
 
-The video is decoded exactly as ingestion does (data/video.py, the same IngestOptions) and sent
-as the serialized tf.Example the model was trained and evaluated on (only `frames`, JPEG bytes),
-so the model applies the evaluation sampling itself: serving_default classifies one view (the
-centre clip, centre crop); --views asks serving_views for the average over the model's evaluation
-views (e.g. 4 clips x 3 crops: 12 times the work). Standard library HTTP only.
+The video is decoded exactly as ingestion decoded the model's training videos (data/video.py,
+with the IngestOptions the model records: its ingest_settings signature; flags override) and
+sent as the serialized tf.Example the model was trained and evaluated on (only `frames`, JPEG
+bytes), so the model applies the evaluation sampling itself: serving_default classifies one view
+(the centre clip, centre crop); --views asks serving_views for the average over the model's
+evaluation views (e.g. 4 clips x 3 crops: 12 times the work). Standard library HTTP only.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ import json
 import sys
 import urllib.error
 import urllib.request
-import warnings
 
-# data.ingest imports Beam, whose Google API packages announce their Python support window.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
-
-from data import example_proto, features, video  # noqa: E402
-from data.ingest import IngestOptions  # noqa: E402
+from data import example_proto, features, video
+from data.ingest_options import IngestOptions
+from data.options import add_flags, from_flags
 
 DEFAULT_OPTIONS = IngestOptions()  # ingestion's real-data defaults
-ONE_VIEW, VIEWS = "serving_default", "serving_views"  # model/export.py's signatures
+# model/export.py's signatures (not imported: that would load TensorFlow)
+ONE_VIEW, VIEWS, INGEST_SETTINGS = "serving_default", "serving_views", "ingest_settings"
+DECODING_FLAGS = ("frame_stride", "max_frames", "short_side", "jpeg_quality")
 
 
 class ServingError(RuntimeError):
@@ -48,16 +48,24 @@ def video_example(path, options: IngestOptions = DEFAULT_OPTIONS) -> bytes:
     return example_proto.make_example({features.FRAMES: frames})
 
 
+def _model_url(url: str, model: str, version: int | None) -> str:
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
+    return url.rstrip("/") + path
+
+
 def predict(
     url: str, model: str, body: dict, version: int | None = None, timeout: float = 60.0
 ) -> dict:
     """POSTs a TF Serving predict request; returns the decoded JSON response."""
-    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
     request = urllib.request.Request(
-        url.rstrip("/") + path + ":predict",
+        _model_url(url, model, version) + ":predict",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
+    return _send(request, timeout)
+
+
+def _send(request: urllib.request.Request, timeout: float) -> dict:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
@@ -68,6 +76,19 @@ def predict(
         raise ServingError(f"{request.full_url}: HTTP {error.code}: {detail}") from None
     except urllib.error.URLError as error:
         raise ServingError(f"{request.full_url}: {error.reason}") from None
+
+
+def model_ingest_options(
+    url: str, model: str, version: int | None = None, timeout: float = 60.0
+) -> IngestOptions | None:
+    """The IngestOptions the served model's training examples were made with (its
+    ingest_settings signature); None for a model that does not record them."""
+    metadata = _send(urllib.request.Request(_model_url(url, model, version) + "/metadata"), timeout)
+    if INGEST_SETTINGS not in metadata["metadata"]["signature_def"]["signature_def"]:
+        return None
+    body = {"signature_name": INGEST_SETTINGS, "instances": [""]}
+    (recorded,) = predict(url, model, body, version, timeout)["predictions"]
+    return IngestOptions.from_json(recorded) if recorded else None
 
 
 def predict_video(
@@ -103,23 +124,21 @@ def main(argv: list[str] | None = None) -> int:
         help="average the model's evaluation views (clips x crops, as it was evaluated) instead "
         "of classifying the centre clip and crop",
     )
-    defaults = DEFAULT_OPTIONS
-    for field in dataclasses.fields(IngestOptions):
-        if field.name in ("frame_stride", "max_frames", "short_side", "jpeg_quality"):
-            parser.add_argument(
-                "--" + field.name.replace("_", "-"),
-                type=int,
-                default=getattr(defaults, field.name),
-                help=f"as ingestion: {field.metadata['help']} (default %(default)s)",
-            )
-    args = parser.parse_args(argv)
-    options = IngestOptions(
-        frame_stride=args.frame_stride,
-        max_frames=args.max_frames or None,
-        short_side=args.short_side or None,
-        jpeg_quality=args.jpeg_quality,
+    add_flags(parser, IngestOptions, DECODING_FLAGS, help_prefix="decode as ingestion: ")
+    parser.epilog = (
+        "Decoding flags default to the settings the model records (its ingest_settings "
+        "signature), else to ingestion's real-data defaults."
     )
+    args = parser.parse_args(argv)
     try:
+        recorded = model_ingest_options(args.url, args.model, args.version, args.timeout)
+        if recorded is None:
+            print(
+                f"note: {args.model} does not record its ingest settings; decoding with "
+                "ingestion's defaults unless flags say otherwise",
+                file=sys.stderr,
+            )
+        options = from_flags(recorded or DEFAULT_OPTIONS, args, DECODING_FLAGS)
         prediction = predict_video(
             args.video, args.url, args.model, options, args.version, args.timeout, args.views
         )

@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,6 +73,27 @@ def test_one_keras_everywhere():
 
     assert tf.keras.layers.Dense is before is tf_keras.layers.Dense
     assert tf.keras.Model.__module__.startswith("tf_keras.")
+
+
+def test_entry_points_select_tf_keras_before_tensorflow_loads():
+    """model/keras_env.py: the one place that selects tf_keras; too late is an error, not a
+    silent Keras 3."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    code = (
+        "import sys\n"
+        "from model import keras_env\n"
+        "keras_env.use_tf_keras()\n"
+        "import tensorflow as tf\n"
+        "assert tf.keras.Model.__module__.startswith('tf_keras.'), tf.keras.Model.__module__\n"
+        "assert keras_env.child_env()['TF_USE_LEGACY_KERAS'] == '1'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    late = "import tensorflow\nfrom model import keras_env\nkeras_env.use_tf_keras()\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode != 0 and "imported before TF_USE_LEGACY_KERAS" in proc.stderr
 
 
 def test_bytecode_was_compiled_at_install():

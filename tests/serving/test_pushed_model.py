@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 
@@ -79,6 +80,7 @@ def test_the_pushed_export_carries_warm_up_records(pushed, pipeline_run):
     server, name, version = pushed
     requests = warmup.read_requests(os.path.join(pipeline_run["serving_dir"], version))
     assert sorted(signature for signature, _ in requests) == [
+        "ingest_settings",
         "serving_default",
         "serving_frames",
         "serving_views",
@@ -100,3 +102,28 @@ def test_client_asks_for_the_evaluation_views(pushed, pipeline_run, tmp_path):
     np.testing.assert_allclose(local["single_view_probabilities"].numpy()[0], one_view, atol=1e-5)
     default = client.predict_video(str(path), server.url, name, EMBEDDED)
     np.testing.assert_allclose(default.probabilities, one_view, atol=1e-5)
+
+
+def test_the_client_decodes_as_the_model_was_ingested(pushed, tmp_path, capsys):
+    """The model records how its training videos were decoded; the client reads it from the
+    model (no flags) and gives what the same settings give explicitly; a flag still overrides."""
+    from pipeline import configs
+
+    server, name, _ = pushed
+    assert client.model_ingest_options(server.url, name) == configs.SYNTHETIC_INGEST_OPTIONS
+    path = tmp_path / "v_PulseSlow_g03_c01.avi"
+    synthetic.write_video(path, synthetic.render_clip("PulseSlow", [4], [3, 1]), synthetic.SPEC.fps)
+    explicit = client.predict_video(str(path), server.url, name, EMBEDDED)
+    assert client.main(["--video", str(path), "--url", server.url, "--model", name]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in printed] == [c for c, _ in explicit.top]
+    # Ingestion's real-data stride (2) instead of the recorded 1: another sampling, as asked.
+    strided = client.predict_video(
+        str(path), server.url, name, dataclasses.replace(EMBEDDED, frame_stride=2)
+    )
+    argv = ["--video", str(path), "--url", server.url, "--model", name, "--frame-stride", "2"]
+    assert client.main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [float(line.split()[2]) for line in printed] == pytest.approx(
+        [p for _, p in strided.top], abs=1e-4
+    )
