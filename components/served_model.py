@@ -23,13 +23,12 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.components.base import executor_spec
-from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
 from components import s3_fileio  # noqa: F401 (registers s3:// with TFX's fileio)
 from components.batching import ByteSizeBatching
-from model.export import holds_saved_model
+from model.versions import complete_versions, holds_saved_model
 from model.warmup import signature_defs
 
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)
@@ -37,15 +36,8 @@ SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied (
 
 def latest_version(serving_dir: str) -> str | None:
     """The newest complete `<serving_dir>/<version>/` (numeric name, saved_model.pb), or None."""
-    if not fileio.isdir(serving_dir):
-        return None
-    names = (name.rstrip("/") for name in fileio.listdir(serving_dir))  # gs:// dirs end in /
-    versions = [
-        int(name)
-        for name in names
-        if name.isdigit() and holds_saved_model(os.path.join(serving_dir, name))
-    ]
-    return os.path.join(serving_dir, str(max(versions))) if versions else None
+    versions = complete_versions(serving_dir)
+    return os.path.join(serving_dir, str(versions[-1])) if versions else None
 
 
 @component

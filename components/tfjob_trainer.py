@@ -57,7 +57,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, name_utils, path_utils
 
-from model import export, keras_env
+from model import keras_env, versions
 
 TFJOB_KEY = "tfjob"  # the Trainer's custom_config key holding TFJobSettings' fields
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "tfjobs"
@@ -453,8 +453,8 @@ class TFJobExecutor(base_executor.BaseExecutor):
         serving_dir = path_utils.serving_model_dir(model_uri)
         fileio.makedirs(serving_dir)
         run_tfjob(self._api_client or load_api_client(), manifest, settings.poll_seconds)
-        saved_model = os.path.join(serving_dir, export.SAVED_MODEL)
-        if not export.holds_saved_model(serving_dir):
+        saved_model = os.path.join(serving_dir, versions.SAVED_MODEL)
+        if not versions.holds_saved_model(serving_dir):
             raise RuntimeError(
                 f"TFJob {manifest['metadata']['name']} succeeded but {saved_model} is missing: "
                 "the replicas must write to storage this pod reads (a gs:// or s3:// pipeline "

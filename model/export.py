@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 
 import tensorflow as tf
 
 from data import features as F
-from data import storage
 from model import clip as clip_lib
 from model import preprocessing, warmup
 
@@ -50,7 +48,6 @@ EXAMPLES_INPUT = "examples"  # never `frames`: TFMA feeds serialized examples to
 FRAMES_SIGNATURE = "serving_frames"
 VIEWS_SIGNATURE = "serving_views"
 INGEST_SIGNATURE, INGEST_OPTIONS = "ingest_settings", "ingest_options"
-SAVED_MODEL = "saved_model.pb"
 
 
 def _in_chunks(fn, x: tf.Tensor, chunk_size: int, output_spec: tf.TensorSpec) -> tf.Tensor:
@@ -201,12 +198,6 @@ class ServingModel(tf.Module):
             self._probs,
         )
         return self._outputs(probabilities)
-
-
-def holds_saved_model(path: str | None) -> bool:
-    """Whether `path` (local, gs:// or s3://: data.storage) holds a SavedModel. TFX's Pusher
-    copies saved_model.pb last, so in a pushed version folder it also marks the copy complete."""
-    return bool(path) and storage.exists(os.path.join(path, SAVED_MODEL))
 
 
 def save(module: ServingModel, export_dir: str) -> None:

@@ -25,7 +25,7 @@ from absl import logging
 from data import counts, ingest_options
 from data import features as F
 from model import clip as clip_lib
-from model import preprocessing
+from model import preprocessing, versions
 from model.options import OPTIONS_KEY, TrainOptions
 from model.video_swin import build_classifier
 
@@ -519,7 +519,7 @@ def run_fn(fn_args) -> None:
     strategy = make_strategy(options.strategy, options.gpus)
     # The model being served (components/served_model.py); its folder is empty before the first
     # push, and then the pretrained checkpoint (or nothing) is the starting point.
-    base_model = fn_args.base_model if export.holds_saved_model(fn_args.base_model) else None
+    base_model = fn_args.base_model if versions.holds_saved_model(fn_args.base_model) else None
     started_from = []
 
     def initialize(classifier):

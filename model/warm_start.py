@@ -25,8 +25,8 @@ from absl import logging
 
 from data import storage
 from model import convert
-from model.export import holds_saved_model
 from model.pth import CheckpointError
+from model.versions import holds_saved_model
 
 # Where a SavedModel's variables checkpoint keeps a model's variables, in model.variables order:
 # the Trainer's export tracks the Keras model as `classifier` (Keras adds its `variables` list);

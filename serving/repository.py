@@ -20,9 +20,9 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from model import warmup
+from model.versions import complete_versions
 
 log = logging.getLogger(__name__)
-SAVED_MODEL = "saved_model.pb"
 _WARM_UP_DIM = 32  # size given to unknown non-batch dimensions (frame height, width) at warm-up
 
 
@@ -44,19 +44,6 @@ class LoadedVersion:
     signature_def_map: dict  # SignatureDefMap as TF Serving's REST API prints it (proto JSON)
     signature_defs: get_model_metadata_pb2.SignatureDefMap  # the same, for gRPC
     module: object  # the loaded SavedModel: owns the variables the signatures read
-
-
-def complete_versions(base_dir: str) -> list[int]:
-    """Numeric version folders holding saved_model.pb, ascending."""
-    try:
-        names = os.listdir(base_dir)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        int(n)
-        for n in names
-        if n.isdigit() and os.path.isfile(os.path.join(base_dir, n, SAVED_MODEL))
-    )
 
 
 def _stamp(path: str) -> tuple:
