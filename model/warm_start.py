@@ -1,6 +1,6 @@
 """The Trainer's starting weights: the last blessed model, else a pretrained checkpoint, else none.
 
-Precedence (issue 8):
+Precedence:
 1. base_model: a SavedModel exported by the Trainer (root attribute `classifier`, model/export.py);
 2. pretrained: an official Video-Swin or torchvision `.pth` (read without PyTorch, model/pth.py)
    or a directory written by `python -m model.convert`;

@@ -20,8 +20,8 @@ SYNTHETIC_DATA_ROOT = os.path.join(GENERATED_DIR, "synthetic")
 SYNTHETIC_SEED = 0
 UCF_SPLIT = 1  # UCF101's official split 1, 2 or 3
 
-# Real data (UCF101, your videos): the data-layer defaults, Video Swin's sampling of 32 frames at
-# stride 2, which keep examples ~1 MB; add short_side=256 to store 256-px frames for 224 crops.
+# Real data (UCF101, your videos): the data-layer defaults (data/ingest_options.py): every 2nd
+# frame, at most 128, ~2.1 MB per 7 s 320x240 video; short_side=256 stores 256-px frames.
 INGEST_OPTIONS = IngestOptions()
 # The embedded set: every one of its 40 frames.
 SYNTHETIC_INGEST_OPTIONS = IngestOptions(frame_stride=1, max_frames=64)
@@ -45,7 +45,7 @@ SYNTHETIC_BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num
 # Transform and Trainer: dotted paths (no module_file: nothing is pip-installed at run time).
 PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
 RUN_FN = "model.train.run_fn"
-# Real data: Video Swin's recipe, Swin-T at 32x224 (model/train.py has every default), evaluated
+# Real data: Video Swin's recipe, Swin-T at 32x224 (model/options.py has every default), evaluated
 # on 4 clips x 3 crops as Video Swin reports: its 32-frame clips are half the Transform's 64-frame
 # cover of a video, so 4 clips (offsets 0, 10, 21, 32) see all of it twice; mmaction's 10 clips for
 # UCF101 go with SlowOnly's 8-frame clips, which need more to cover a video.
