@@ -35,6 +35,13 @@ waiting container's reason (ImagePullBackOff, CrashLoopBackOff), Running, Failed
 
 The launcher pod's service account must be allowed to create TFJobs and list their pods:
 deploy/tfjob-rbac.yaml.
+
+The polling is the Kubernetes client's, not the Kubeflow Training SDK's: the newest SDK that
+installs beside TFX 1.16 (which pins kubernetes<27) is kubeflow-training 1.7.0 (1.8+ need
+kubernetes>=27). Its TrainingClient.wait_for_job_conditions (read at 1.7.0) polls the same
+conditions, but on the deadline raises a bare TimeoutError, leaves the job (and its pending
+replicas) in place, and reports a failure by the job's conditions only: it would replace the one
+`get_namespaced_custom_object` call here and none of what a failure must say.
 """
 
 from __future__ import annotations
