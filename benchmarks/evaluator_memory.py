@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 
+from benchmarks import results
 from benchmarks.train_memory import status_mib
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = 4
 VIDEO_FRAMES = 90  # stored frames per raw example (a ~4 s UCF101 clip at 25 fps)
@@ -217,7 +217,7 @@ def evaluate(work: str, chunk: int, batch: int) -> dict:
         "wall_s": round(wall, 1),
         "examples_evaluated": int(count["doubleValue"]),
         "model_batches": batches,
-        "load_1min": round(os.getloadavg()[0], 2),
+        "load_1min": results.load_1min(),
     }
 
 
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         help="chunk_size:batch per eval child; batch: adaptive (tfx_bsl's), all (one batch of "
         "every example) or a number",
     )
-    parser.add_argument("--output", default=os.path.join(RESULTS, "evaluator_memory.json"))
+    parser.add_argument("--output", default=str(results.path("evaluator_memory")))
     parser.add_argument("--child", choices=["prepare", "eval"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    results = {
+    summary = {
         "model": f"swin_t, {CLASSES} classes, random weights, ServingModel serving_default",
         "clip": [frames, size, size, 3],
         "sampled_frames": 2 * frames,
@@ -303,12 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         "export_s": prepared["export_s"],
         "runs": runs,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    results.write("evaluator_memory", summary, args.output)
     print(
         f"Evaluator (TFMA) on {examples} raw examples, swin_t {frames}x{size}: peak RSS "
-        f"(limit {results['memory_limit_mib'] / 1024:.0f} GiB)"
+        f"(limit {summary['memory_limit_mib'] / 1024:.0f} GiB)"
     )
     for r in runs:
         print(

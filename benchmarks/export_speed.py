@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+from benchmarks import results
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (T, S, L): the embedded set's clip and the real-size tiny run's (--clip-frames 8
 # --image-size 112, sampled_frames 64).
@@ -57,7 +58,7 @@ def measure(work: str, frames: int, size: int, sampled: int, videos: int) -> dic
         size,
         views=VIEWS,
     )
-    load = os.getloadavg()[0]
+    load = results.load_1min()
     wall, cpu = time.perf_counter(), time.process_time()
     export.save(module, os.path.join(work, "model"))
     export_wall, export_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -82,14 +83,14 @@ def measure(work: str, frames: int, size: int, sampled: int, videos: int) -> dic
         "export_wall_s": round(export_wall, 1),
         "export_cpu_s": round(export_cpu, 1),
         "per_video": per_video,
-        "load_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "load_1min": [load, results.load_1min()],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the embedded size only, 2 videos")
-    parser.add_argument("--output", default=os.path.join(RESULTS, "export_speed.json"))
+    parser.add_argument("--output", default=str(results.path("export_speed")))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     videos = 2 if args.quick else VIDEOS
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if proc.returncode != 0:
             raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-    results = {
+    summary = {
         "model": "tiny_w4, random weights, 4 classes; export.save with serving_default, "
         f"serving_views ({VIEWS[0]}x{VIEWS[1]}) and serving_frames",
         "videos": f"{videos} raw examples of 90 JPEG frames of 320x240",
@@ -119,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "call of each example signature over all videos (after a one-video warm-up)",
         "runs": runs,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    results.write("export_speed", summary, args.output)
     for name, r in runs.items():
         one, views = r["per_video"]["serving_default"], r["per_video"]["serving_views"]
         print(

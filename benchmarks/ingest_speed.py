@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import resource
 import shutil
 import sys
@@ -27,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from benchmarks import results
 from data import ingest, synthetic, ucf101, video
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ingest_speed.json"
+RESULTS = results.path("ingest_speed")
 DATA_DIR = Path(__file__).resolve().parents[1] / "generated" / "bench_ingest"
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 OPTIONS = ingest.IngestOptions(frame_stride=1, max_frames=None, jpeg_quality=90)  # every frame
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     make_videos(data_root, SIZES[size])
     make_videos(DATA_DIR / "quick", SIZES["quick"])
     records = ucf101.list_videos(str(data_root)).records
-    load_before = os.getloadavg()[0]  # the machine may be shared: record how busy it was
+    load_before = results.load_1min()  # the machine may be shared: record how busy it was
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     try:
         cpu = _cpu_seconds()
@@ -149,11 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "output_bytes_per_video_gzip": round(beam_bytes / videos),
         "default_options": defaults,
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
+        "load_1min": [load_before, results.load_1min()],  # before, after
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results.write("ingest_speed", result)
     print(f"{'':28}{'seconds':>9}{'cpu s':>9}{'videos/s':>10}{'frames/s':>10}")
     for name in ("single_process_loop", "beam_2_workers"):
         r = result[name]

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
+from benchmarks import results
 from benchmarks.ingest_speed import textured_clip
-from benchmarks.model_speed import RESULTS
 
 
 def write_examples(path: str, clips: int, frames: int, seed: int = 0) -> None:
@@ -79,7 +79,7 @@ def measure(pattern: str, options, training: bool, batches: int) -> dict:
         "wall_s": round(wall, 2),
         "cpu_s": round(time.process_time() - cpu, 2),
         "clips_per_s": round(n / wall, 2),
-        "load_1min": round(os.getloadavg()[0], 2),
+        "load_1min": results.load_1min(),
     }
 
 
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         write_examples(path, clips=4 * options.batch_size, frames=options.sampled_frames)
         runs = [measure(path, options, training, args.batches) for training in (True, False)]
     result = {"clip": [frames, size, size, 3], "batch_size": options.batch_size, "runs": runs}
-    model_results = os.path.join(RESULTS, "model_speed.json")
-    if os.path.exists(model_results):
+    model_results = results.path("model_speed")
+    if model_results.exists():
         with open(model_results) as f:
             model = json.load(f)
         step = model.get("summary", {}).get("train_step", {}).get("tf_median_s")
@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "model_train_clips_per_s" in result:
         print(f"model training step: {result['model_train_clips_per_s']} clips/s")
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "input_speed.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    results.write("input_speed", result)
     return 0
 
 

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks import ucf101_like
+from benchmarks import results, ucf101_like
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "pipeline_stages.json"
+RESULTS = results.path("pipeline_stages")
 WORK = Path("/tmp/realsize/bench")
 DATA = Path("/tmp/realsize/data")
 TRAINING_FLAGS = ["--clip-frames", "8", "--image-size", "112", "--epochs", "1"]
@@ -147,9 +147,9 @@ def run_once(data_root: Path, work: Path, log, stop_after: str | None = None) ->
         name, state, took = match.groups()
         if state == "...":
             sampler.stage = name
-            stages[name] = {"load_1min_start": os.getloadavg()[0]}
+            stages[name] = {"load_1min_start": results.load_1min()}
         elif name in stages:
-            stages[name] |= {"seconds": _duration_s(took), "load_1min_end": os.getloadavg()[0]}
+            stages[name] |= {"seconds": _duration_s(took), "load_1min_end": results.load_1min()}
             sampler.stage = "between stages"
             if name == stop_after:
                 _terminate(psutil.Process(proc.pid))
@@ -311,18 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run, indent=1), flush=True)
     if args.add_to:
         runs = json.loads(args.add_to.read_text())["runs"] + runs
-    result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30),
-        },
-        "training_flags": TRAINING_FLAGS,
-        "runs": runs,
-        "ucf101": extrapolate(runs),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    result = {"training_flags": TRAINING_FLAGS, "runs": runs, "ucf101": extrapolate(runs)}
+    results.write("pipeline_stages", result, args.results)
     print(table(result))
     print(f"-> {args.results}")
     return 0

@@ -36,10 +36,11 @@ import tempfile
 import time
 import urllib.request
 
+from benchmarks import results
+
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATHS = ("rest_examples", "rest_frames", "grpc_examples", "grpc_frames")
 SIGNATURE = {"examples": "serving_default", "frames": "serving_frames"}
@@ -94,9 +95,9 @@ def _run_concurrently(calls: list, clients: int, make_worker) -> dict:
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(run, chunks))
+        answered = list(pool.map(run, chunks))
     wall = time.perf_counter() - start
-    return _summary([x for r, _ in results for x in r], wall, sum(e for _, e in results))
+    return _summary([x for r, _ in answered for x in r], wall, sum(e for _, e in answered))
 
 
 def bench_in_process(signature, name: str, values: list, warm_up: int) -> dict:
@@ -259,14 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-flags", default="", help='extra `python -m serving` flags, e.g. "--workers 8"'
     )
-    parser.add_argument("--output", default=os.path.join(RESULTS, "serving_load.json"))
+    parser.add_argument("--output", default=str(results.path("serving_load")))
     args = parser.parse_args(argv)
     count, rounds = (48, 1) if args.quick else (args.requests, args.rounds)
     examples, clips = _clips(16, args.frames)
     examples = [examples[i % len(examples)] for i in range(count)]
     clips = [clips[i % len(clips)] for i in range(count)]
     flags = args.server_flags.split()
-    load_before = os.getloadavg()
+    load_before = results.load_1min()
     import tensorflow as tf
 
     runs: dict[str, list] = {}
@@ -295,29 +296,27 @@ def main(argv: list[str] | None = None) -> int:
                 for phase in ("first_burst", "warm"):
                     label = f"rest_examples_no_records {phase}"
                     print(f"  {round_}: {label:<26} {_line(result[phase])}", flush=True)
-    results = _report(args, runs, load_before, tf.__version__)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    summary = _report(args, runs, load_before, tf.__version__)
+    results.write("serving_load", summary, args.output)
     print(f"throughput over sequential in-process calls: best of {rounds} round(s) [per round]")
-    for key, value in results["over_in_process"].items():
-        rounds_ = ", ".join(f"{r:.2f}" for r in results["over_in_process_per_round"][key])
+    for key, value in summary["over_in_process"].items():
+        rounds_ = ", ".join(f"{r:.2f}" for r in summary["over_in_process_per_round"][key])
         print(f"  {key:<38} {value:.2f} [{rounds_}]")
     print(f"-> {args.output}")
     return 0
 
 
 def _report(args, runs: dict, load_before, tf_version: str) -> dict:
-    def best(results: list[dict]) -> dict:
-        return max(results, key=lambda r: r["throughput_rps"])
+    def best(measurements: list[dict]) -> dict:
+        return max(measurements, key=lambda r: r["throughput_rps"])
 
     ratios, per_round = {}, {}
-    for path, results in runs.items():
+    for path, measurements in runs.items():
         if path.startswith("in_process"):
             continue
         references = runs["in_process_" + path.split("_")[1]]
         for phase in ("first_burst", "warm"):
-            measured = [r[phase]["throughput_rps"] for r in results]
+            measured = [r[phase]["throughput_rps"] for r in measurements]
             ratios[f"{path} {phase}"] = max(measured) / best(references)["throughput_rps"]
             per_round[f"{path} {phase}"] = [  # against the same round's in-process calls
                 m / reference["throughput_rps"]
@@ -339,12 +338,10 @@ def _report(args, runs: dict, load_before, tf_version: str) -> dict:
         "quick": args.quick,
         "over_in_process": ratios,
         "over_in_process_per_round": per_round,
-        "errors": sum(errors(r) for results in runs.values() for r in results),
+        "errors": sum(errors(r) for measurements in runs.values() for r in measurements),
         "rounds": runs,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+        "load_1min": [load_before, results.load_1min()],
+        "software": {
             "platform": platform.platform(),
             "python": sys.version.split()[0],
             "tensorflow": tf_version,

@@ -29,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "statistics_options.json"
+from benchmarks import results
+
+RESULTS = results.path("statistics_options")
 REPO = Path(__file__).resolve().parents[1]
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 VARIANTS = (
@@ -109,7 +111,7 @@ def measure(variant: str, examples_uri: str, schema_path: str) -> dict:
 
     output = tempfile.mkdtemp(prefix=f"stats-{variant}-")
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_USE_LEGACY_KERAS="1")
-    load = os.getloadavg()[0]
+    load = results.load_1min()
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.statistics_options", "--child", variant,
@@ -137,7 +139,7 @@ def measure(variant: str, examples_uri: str, schema_path: str) -> dict:
         "peak_pss_mib": round(peak_pss),
         "peak_rss_mib": round(peak_rss),
         "anomalies": found,
-        "load_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "load_1min": [load, results.load_1min()],
     }
 
 
@@ -162,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         result[variant] = measure(variant, args.examples, args.schema)
         print(variant, result[variant], flush=True)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    results.write("statistics_options", result, args.results)
     print(f"-> {args.results}")
     return 0
 
