@@ -37,7 +37,7 @@ def write_examples(path: str, clips: int, frames: int, seed: int = 0) -> None:
         for i in range(clips):
             example = tf.train.Example()
             f = example.features.feature
-            f[preprocessing.CLIP].bytes_list.value.extend(jpegs)
+            f[preprocessing.SAMPLED_FRAMES].bytes_list.value.extend(jpegs)
             f[F.LABEL].int64_list.value.append(i % 10)
             f[F.VIDEO_ID].bytes_list.value.append(f"v_{i}".encode())
             writer.write(example.SerializeToString())
@@ -49,7 +49,7 @@ def measure(pattern: str, options, training: bool, batches: int) -> dict:
     from model import preprocessing, train
 
     spec = {
-        preprocessing.CLIP: tf.io.FixedLenFeature([options.sampled_frames], tf.string),
+        preprocessing.SAMPLED_FRAMES: tf.io.FixedLenFeature([options.sampled_frames], tf.string),
         "label": tf.io.FixedLenFeature([], tf.int64),
         "video_id": tf.io.FixedLenFeature([], tf.string),
     }

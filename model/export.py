@@ -136,7 +136,7 @@ class ServingModel(tf.Module):
     def _jpegs(self, examples: tf.Tensor) -> tf.Tensor:
         """Serialized examples [B] -> the Transform's clip, [B, L] JPEG strings (L static)."""
         raw = tf.io.parse_example(examples, {F.FRAMES: tf.io.VarLenFeature(tf.string)})
-        return self._transform(raw)[preprocessing.CLIP]
+        return self._transform(raw)[preprocessing.SAMPLED_FRAMES]
 
     def _centre_view(self, jpegs: tf.Tensor) -> tuple[int, int]:
         (start,) = clip_lib.view_offsets(jpegs.shape[1], self.clip_frames, 1)

@@ -2,7 +2,7 @@
 
 No pixel is decoded here: this graph also runs inside every served request (the tft layer of
 the exported model), and Beam batches of decoded video would not fit in memory. Output per
-example: `clip` = sampled_frames JPEG strings (the embedded set: 16 x ~0.4 kB; UCF101 at
+example: `sampled_frames`, L JPEG strings (the embedded set: 16 x ~0.4 kB; UCF101 at
 320x240: 64 x ~15-40 kB = ~1-2.5 MB), `label` and `video_id`.
 
 Temporal cover (deterministic): a video of n stored frames (uniform in time, see data/ingest.py)
@@ -26,7 +26,9 @@ import tensorflow_transform as tft
 
 from data import features as F
 
-CLIP = "clip"  # transformed: [L] JPEG strings
+# Transformed: the L frames covering the video ([L] JPEG strings), from which clips of T frames
+# are cut (model/clip.py); named as TrainOptions.sampled_frames, its length.
+SAMPLED_FRAMES = "sampled_frames"
 CLASSES_VOCABULARY = "classes"
 SAMPLED_FRAMES_KEY = "sampled_frames"  # custom_config key
 UNKNOWN_LABEL = -1
@@ -59,15 +61,15 @@ def _dense_column(x) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
-    """Raw features -> {clip: [B, L] string, label: [B] int64, video_id: [B] string}."""
+    """Raw features -> {sampled_frames: [B, L] string, label: [B] int64, video_id: [B] string}."""
     length = int(custom_config[SAMPLED_FRAMES_KEY])
     frames = tf.RaggedTensor.from_sparse(inputs[F.FRAMES])
     counts = frames.row_lengths()
-    # Only `frames` may be fed at serving time, so the clip depends on nothing else (an example
+    # Only `frames` may be fed at serving time, so the cover depends on nothing else (an example
     # without frames is an ExampleValidator anomaly; its JPEG decode fails in the Trainer).
-    clip = tf.gather(frames.to_tensor(""), temporal_cover(counts, length), batch_dims=1)
+    sampled = tf.gather(frames.to_tensor(""), temporal_cover(counts, length), batch_dims=1)
     video_id = _dense_column(inputs[F.VIDEO_ID])
-    outputs = {CLIP: tf.ensure_shape(clip, [None, length]), F.VIDEO_ID: video_id}
+    outputs = {SAMPLED_FRAMES: tf.ensure_shape(sampled, [None, length]), F.VIDEO_ID: video_id}
 
     label = _dense_column(inputs[F.LABEL])
     keys = class_key(label, _dense_column(inputs[F.LABEL_NAME]))

@@ -162,7 +162,7 @@ def count_examples(patterns) -> int:
 def _complete_jpegs(example) -> tf.Tensor:
     """False (and a message naming the video) when a frame lacks JPEG's start or end marker:
     cut or damaged data is skipped, not a bare decode error deep inside fit()."""
-    jpegs = example[preprocessing.CLIP]
+    jpegs = example[preprocessing.SAMPLED_FRAMES]
     ok = tf.reduce_all(
         (tf.strings.substr(jpegs, 0, 2) == b"\xff\xd8")
         & (tf.strings.substr(jpegs, -2, 2) == b"\xff\xd9")
@@ -255,7 +255,7 @@ def make_dataset(
 
     def to_inputs(position, example):
         clip = clip_lib.jpeg_clip(
-            example[preprocessing.CLIP],
+            example[preprocessing.SAMPLED_FRAMES],
             options.clip_frames,
             options.image_size,
             training=training,

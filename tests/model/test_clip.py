@@ -83,14 +83,14 @@ def _write(path, examples):
         for jpegs, label, video_id in examples:
             example = tf.train.Example()
             f = example.features.feature
-            f[preprocessing.CLIP].bytes_list.value.extend(jpegs)
+            f[preprocessing.SAMPLED_FRAMES].bytes_list.value.extend(jpegs)
             f[F.LABEL].int64_list.value.append(label)
             f[F.VIDEO_ID].bytes_list.value.append(video_id.encode())
             writer.write(example.SerializeToString())
 
 
 SPEC = {
-    preprocessing.CLIP: tf.io.FixedLenFeature([4], tf.string),
+    preprocessing.SAMPLED_FRAMES: tf.io.FixedLenFeature([4], tf.string),
     F.LABEL: tf.io.FixedLenFeature([], tf.int64),
     F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
 }

@@ -132,8 +132,8 @@ def test_class_vocabulary_and_transformed_examples(pipeline_run):
     output = tft.TFTransformOutput(graph)
     assert train.read_class_names(output) == list(synthetic.SPEC.classes)
     spec = output.transformed_feature_spec()
-    assert spec[preprocessing.CLIP].shape == [tiny_train_options().sampled_frames]
-    assert set(spec) == {preprocessing.CLIP, F.LABEL, F.VIDEO_ID}
+    assert spec[preprocessing.SAMPLED_FRAMES].shape == [tiny_train_options().sampled_frames]
+    assert set(spec) == {preprocessing.SAMPLED_FRAMES, F.LABEL, F.VIDEO_ID}
 
 
 def test_the_examples_are_stored_once(pipeline_run):
