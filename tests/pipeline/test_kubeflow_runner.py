@@ -211,7 +211,7 @@ def test_trainer_resources_training_and_beam_flags(tmp_path):
     assert example_gen["ucf_split"].runtime_value.constant.number_value == 2
     assert example_gen["input_base"].runtime_value.constant.string_value == "gs://bucket/videos"
     for name in BEAM_STEPS:
-        args = _container(spec, name).args
+        args = list(_container(spec, name).args)  # the teardown plugin may follow them
         assert beam.split() == args[args.index(beam.split()[0]) :][:4], name
     # ExampleGen's driver (run before KFP's cache check) gets them too.
     assert beam.split() == _container(spec, "VideoExampleGen").lifecycle.pre_cache_check.args[-4:]
