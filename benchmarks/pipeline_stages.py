@@ -219,15 +219,15 @@ def extrapolate(runs: list[dict]) -> dict:
         if not points:
             continue
         fixed, per_video = _fit(points)
-        largest = max(runs, key=lambda r: r["videos"])["run"]["stages"][stage]
+        measured = [r for r in runs if stage in r["run"]["stages"]]  # a stopped run lacks some
+        biggest = max(measured, key=lambda r: r["videos"])
+        largest = biggest["run"]["stages"][stage]
         out[stage] = {
             "fixed_s": round(fixed, 1),
             "s_per_video": round(per_video, 4),
             "ucf101_minutes": round((fixed + per_video * count(ucf101)) / 60, 1),
-            "pss_mib": round(max(r["run"]["stages"][stage].get("pss_mib", 0) for r in runs)),
-            "bytes_per_video": round(
-                largest["bytes_written"] / max(runs, key=lambda r: r["videos"])["videos"]
-            ),
+            "pss_mib": round(max(r["run"]["stages"][stage].get("pss_mib", 0) for r in measured)),
+            "bytes_per_video": round(largest["bytes_written"] / biggest["videos"]),
         }
     return out
 
@@ -246,8 +246,8 @@ def table(result: dict) -> str:
     for stage in ("VideoExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"):
         cells = []
         for r in runs:
-            s = r["run"]["stages"].get(stage, {})
-            cells.append(f"{s.get('seconds', '?')} s, {s.get('pss_mib', 0) / 1024:.2f} GiB")
+            s = r["run"]["stages"].get(stage)
+            cells.append(f"{s['seconds']} s, {s['pss_mib'] / 1024:.2f} GiB" if s else "not run")
         e = result["ucf101"].get(stage, {})
         lines.append(
             f"| {stage} | "
