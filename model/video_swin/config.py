@@ -63,6 +63,9 @@ VARIANTS: dict[str, VideoSwinConfig] = {
         # CPU test models: two blocks per stage so every stage has a shifted block.
         VideoSwinConfig("tiny", 24, (2, 2, 2, 2), (1, 2, 3, 6), window_size=(8, 7, 7)),
         VideoSwinConfig("tiny_w4", 24, (2, 2, 2, 2), (1, 2, 3, 6), window_size=(4, 4, 4)),
+        # For tests of the training machinery (strategies, resuming, TFJob replicas), where a
+        # model's depth only adds tracing time: two stages of one block (one patch merging).
+        VideoSwinConfig("micro", 16, (1, 1), (1, 2), window_size=(4, 4, 4)),
     )
 }
 

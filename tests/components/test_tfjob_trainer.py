@@ -561,7 +561,8 @@ def test_pipeline_trainer_trains_as_chief_and_worker(pipeline_run, tmp_path, mon
     graph = tfx.dsl.Importer(
         source_uri=graph_uri, artifact_type=tfx.types.standard_artifacts.TransformGraph
     ).with_id("graph")
-    options = tiny_train_options(epochs=1, batch_size=4)
+    # The smallest Video Swin: the replicas' cluster and the artifacts are tested, not the model.
+    options = tiny_train_options(epochs=1, batch_size=4, variant="micro")
     trainer = tj.Trainer(
         run_fn="model.train.run_fn",
         examples=examples.outputs["result"],
@@ -570,7 +571,7 @@ def test_pipeline_trainer_trains_as_chief_and_worker(pipeline_run, tmp_path, mon
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={
             OPTIONS_KEY: options.to_json(),
-            tj.TFJOB_KEY: {"image": "video-swin-tfx:test", "workers": 2, "poll_seconds": 1},
+            tj.TFJOB_KEY: {"image": "video-swin-tfx:test", "workers": 2, "poll_seconds": 0.2},
         },
     )
     assert trainer.id == "Trainer"

@@ -1,4 +1,4 @@
-"""Run as a fresh process: one Keras train step of a tiny Video Swin under MirroredStrategy.
+"""Run as a fresh process: one Keras train step of a micro Video Swin under MirroredStrategy.
 
 Logical CPU devices must be configured before TensorFlow initialises, so this cannot run in the
 pytest process (see test_distributed.py). Prints 'OK <loss>' on success.
@@ -24,7 +24,7 @@ def main() -> None:
     assert strategy.num_replicas_in_sync == 2
     shape = (4, 32, 40, 3)
     with strategy.scope():
-        model = build_classifier("tiny", 3, shape, recompute=True)
+        model = build_classifier("micro", 3, shape, recompute=True)
         model.compile(
             optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

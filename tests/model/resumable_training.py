@@ -16,6 +16,7 @@ import sys  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 EPOCHS, EVERY = 3, 3
+VARIANT = "micro"  # the smallest Video Swin: resuming does not depend on the model's depth
 
 
 class CountSteps(keras.callbacks.Callback):
@@ -34,7 +35,9 @@ def main(graph: str, train_files: str, eval_files: str, run_dir: str, out: str) 
     from model import train
     from tests.conftest import tiny_train_options
 
-    options = tiny_train_options(epochs=EPOCHS, batch_size=8, checkpoint_every=EVERY)
+    options = tiny_train_options(
+        epochs=EPOCHS, batch_size=8, checkpoint_every=EVERY, variant=VARIANT
+    )
     counter = CountSteps()
     result = train.train(
         options,

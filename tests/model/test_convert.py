@@ -15,27 +15,20 @@ from model import convert
 from model.convert import CheckpointError, load_checkpoint, load_torch_state_dict
 from model.video_swin import build_backbone, build_classifier
 from tests.model import torch_reference
-from tests.model.conftest import NUM_CLASSES, random_clips
+from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
 
-SHAPE = (8, 64, 96, 3)
-
-
-@pytest.fixture(scope="module")
-def converted(swin_t_checkpoints, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("converted") / "swin_t")
-    argv = ["--checkpoint", swin_t_checkpoints["official"], "--variant", "swin_t", "--output", out]
-    argv += ["--frames", str(SHAPE[0]), "--size", str(SHAPE[1]), str(SHAPE[2])]
-    assert convert.main(argv) == 0
-    return out
+# The CLI's output is tiny_converted (`python -m model.convert` of the tiny official .pth, shared
+# with test_pth and test_hub): the CLI does not depend on the variant's size, and Swin-T's own
+# numerics are test_parity's.
 
 
-def test_cli_writes_a_servable_trainable_saved_model(converted, torch_swin_t, capsys):
-    loaded = tf.saved_model.load(converted)
+def test_cli_writes_a_servable_trainable_saved_model(tiny_converted_loaded, torch_tiny):
+    loaded = tiny_converted_loaded
     assert set(loaded.signatures) == {"serving_default", "features"}
-    clips = random_clips((2, *SHAPE), seed=5)
-    ref = torch_reference.run(torch_swin_t, clips)
+    clips = random_clips((2, *TINY_SHAPE), seed=5)
+    ref = torch_reference.run(torch_tiny, clips)
     logits = loaded.signatures["serving_default"](clips=tf.constant(clips))["logits"].numpy()
-    assert logits.shape == (2, NUM_CLASSES)
+    assert logits.shape == (2, TINY_CLASSES)
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0)
     feats = loaded.signatures["features"](clips=tf.constant(clips))["features"].numpy()
     np.testing.assert_allclose(feats, ref["features"], atol=1e-4, rtol=0)
@@ -44,34 +37,35 @@ def test_cli_writes_a_servable_trainable_saved_model(converted, torch_swin_t, ca
     assert loaded.signatures["serving_default"].trainable_variables
 
 
-def test_cli_metadata_and_keras_weights(converted, torch_swin_t):
+def test_cli_metadata_and_keras_weights(tiny_converted, torch_tiny):
+    converted = tiny_converted["official"]
     with open(os.path.join(converted, convert.METADATA)) as f:
         meta = json.load(f)
-    assert meta["variant"] == "swin_t" and meta["num_classes"] == NUM_CLASSES
-    assert meta["input_shape"] == list(SHAPE) and meta["checkpoint_format"] == "official"
-    assert meta["num_parameters"] == sum(p.numel() for p in torch_swin_t.parameters())
+    assert meta["variant"] == "tiny" and meta["num_classes"] == TINY_CLASSES
+    assert meta["input_shape"] == list(TINY_SHAPE) and meta["checkpoint_format"] == "official"
+    assert meta["num_parameters"] == sum(p.numel() for p in torch_tiny.parameters())
     # Weights never depend on the clip size: load them into a model of another size.
     other = (4, 48, 40, 3)
-    model = build_classifier("swin_t", NUM_CLASSES, other)
+    model = build_classifier("tiny", TINY_CLASSES, other)
     model.load_weights(os.path.join(converted, convert.KERAS_WEIGHTS))
     clips = random_clips((1, *other), seed=6)
     np.testing.assert_allclose(
         model(clips, training=False).numpy(),
-        torch_reference.run(torch_swin_t, clips)["logits"],
+        torch_reference.run(torch_tiny, clips)["logits"],
         atol=1e-4,
         rtol=0,
     )
 
 
-def test_cli_no_head(swin_t_checkpoints, tmp_path, capsys):
+def test_cli_no_head(tiny_checkpoints, tmp_path, capsys):
     out = str(tmp_path / "backbone")
-    argv = ["--checkpoint", swin_t_checkpoints["torchvision"], "--variant", "swin_t"]
+    argv = ["--checkpoint", tiny_checkpoints["torchvision"], "--variant", "tiny"]
     argv += ["--output", out, "--frames", "4", "--size", "32", "32", "--no-head"]
     assert convert.main(argv) == 0
     assert "classes none" in capsys.readouterr().out
     loaded = tf.saved_model.load(out)
     result = loaded.signatures["serving_default"](clips=tf.zeros([1, 4, 32, 32, 3]))
-    assert set(result) == {"features"} and result["features"].shape == (1, 2, 1, 1, 768)
+    assert set(result) == {"features"} and result["features"].shape == (1, 2, 1, 1, 192)
 
 
 class Pickled:  # a custom class: unpickling it would need code execution

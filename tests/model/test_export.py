@@ -1,7 +1,8 @@
 """The serving model's signatures: multi-view evaluation against single views one by one.
 
 A real Transform graph (model.preprocessing analysed by tf.Transform over a few examples), a
-tiny Video Swin with random weights, real JPEG frames, saved and loaded back with TensorFlow.
+micro Video Swin with random weights (the signatures do not depend on the model's depth; a
+deeper one only takes longer to trace), real JPEG frames, saved and loaded back with TensorFlow.
 """
 
 import functools
@@ -50,7 +51,7 @@ def transform_output(tmp_path_factory):
 
 def _export(transform_output, path, views) -> tf.Module:
     tf.keras.utils.set_random_seed(0)
-    classifier = build_classifier("tiny_w4", len(CLASSES), (T, S, S, 3))
+    classifier = build_classifier("micro", len(CLASSES), (T, S, S, 3))
     layer = transform_output.transform_features_layer()
     module = export.ServingModel(classifier, layer, list(CLASSES), T, S, chunk_size=5, views=views)
     export.save(module, str(path))
