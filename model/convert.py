@@ -261,7 +261,6 @@ def export_saved_model(model, output_dir: str, metadata: dict | None = None) -> 
     def serve(x):
         return {"logits": module.__call__(x, training=False)}
 
-    module.model_variables = list(model.variables)  # kept for earlier readers of the export
     signatures = {"serving_default": serve if has_head else serve_features}
     signatures["features"] = serve_features
     os.makedirs(output_dir, exist_ok=True)

@@ -32,7 +32,7 @@ def test_cli_writes_a_servable_trainable_saved_model(tiny_converted_loaded, torc
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0)
     feats = loaded.signatures["features"](clips=tf.constant(clips))["features"].numpy()
     np.testing.assert_allclose(feats, ref["features"], atol=1e-4, rtol=0)
-    variables = loaded.model_variables
+    variables = loaded.variables
     assert len(variables) > 100 and all(v.trainable for v in variables)
     assert loaded.signatures["serving_default"].trainable_variables
 

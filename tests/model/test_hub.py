@@ -34,7 +34,7 @@ def test_keras_layer_matches_serving_default_and_trains(
     expected = serve(clips=tf.constant(clips))["logits"].numpy()
     np.testing.assert_allclose(model(clips, training=False).numpy(), expected, atol=1e-5, rtol=0)
     # All weights are fine-tunable: patch embedding, blocks, norms, relative position tables, head.
-    assert len(layer.trainable_weights) == len(tiny_converted_loaded.model_variables)
+    assert len(layer.trainable_weights) == len(tiny_converted_loaded.variables)
     assert not layer.non_trainable_weights
     before = [w.numpy() for w in layer.trainable_weights]
     model.compile(
