@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     if args.min_accuracy is not None:
         min_accuracy = args.min_accuracy
     os.makedirs(os.path.dirname(args.metadata), exist_ok=True)
-    since = report.newest_artifact_id_at(args.metadata)
+    since = report.newest_execution_id_at(args.metadata)
     serving_dir = os.path.abspath(os.path.join(args.serving_dir, args.model_name))
     started = time.time()
     failure = None
@@ -93,6 +93,7 @@ def main(argv=None) -> int:
                     args.metadata
                 ),
                 beam_pipeline_args=beam_args,
+                **cli.span_settings(args),
             )
         )
     except Exception as error:  # shown in the summary, then re-raised with --verbose

@@ -13,6 +13,7 @@ thresholds alone instead of failing on an empty baseline.
 """
 
 # No `from __future__ import annotations` here: @component reads the signature's real types.
+import json
 import os
 
 from absl import logging
@@ -27,6 +28,7 @@ from tfx.utils import io_utils, path_utils
 
 from components import s3_fileio  # noqa: F401 (registers s3:// with TFX's fileio)
 from model.export import holds_saved_model
+from model.options import TRAINING_RECORD
 
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)
 
@@ -48,27 +50,47 @@ def latest_version(serving_dir: str) -> str | None:
 def LatestPushedModel(  # noqa: N802 (a TFX component is named like a class)
     model: OutputArtifact[standard_artifacts.Model],
     serving_dir: Parameter[str],
-    lookup: Parameter[str] = "",
+    version: Parameter[str] = "",
 ):  # no return annotation: TFX takes only a TypedDict (or nothing) there
-    """Copies the newest version pushed to `serving_dir` into `model` (empty before any push).
+    """Copies `<serving_dir>/<version>` into `model` (empty for version "": nothing pushed).
 
-    `lookup` only tells runs apart for TFX's cache: the served model changes between runs while
-    this step's inputs do not, so a cached result would be an outdated baseline.
+    `version` is the served version a step that runs in every run found (TrainingPlan's
+    `served_version`): as a parameter it is in the cache key, so a cache never hands on an
+    outdated baseline, and reuses the copy while the served model is the same.
     """
-    del lookup
-    source = latest_version(serving_dir)
+    source = os.path.join(serving_dir, version) if version else None
     if source is None:
         logging.info("No model pushed to %s yet: this run has no baseline.", serving_dir)
+    elif not holds_saved_model(source):
+        raise FileNotFoundError(f"{source}: the served version holds no saved_model.pb")
     else:
         io_utils.copy_dir(source, path_utils.serving_model_dir(model.uri))
         logging.info("Baseline: the served model %s.", source)
     model.set_string_custom_property(SOURCE_PROPERTY, source or "")
 
 
+NOT_EVALUATED = "not_evaluated"  # the blessing's custom property: why nothing was evaluated
+
+
 class EvaluatorExecutor(evaluator_executor.Executor):
-    """TFX's Evaluator executor, minus a baseline that holds no model (nothing pushed yet)."""
+    """TFX's Evaluator executor, minus a baseline that holds no model (nothing pushed yet), and
+    minus the evaluation when the Trainer made no model (nothing new to train on): then the
+    blessing says NOT_BLESSED and why, so nothing is pushed."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        candidate = input_dict[standard_component_specs.MODEL_KEY][0]
+        if not holds_saved_model(path_utils.serving_model_path(candidate.uri)):
+            reason = "the Trainer made no model in this run"
+            record = os.path.join(candidate.uri, TRAINING_RECORD)
+            if fileio.exists(record):
+                reason += f": {json.loads(io_utils.read_string_file(record)).get('reason', '')}"
+            logging.info("Nothing to evaluate: %s.", reason)
+            blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+            io_utils.write_string_file(os.path.join(blessing.uri, "NOT_BLESSED"), "")
+            blessing.set_int_custom_property("blessed", 0)
+            blessing.set_string_custom_property("current_model", candidate.uri)
+            blessing.set_string_custom_property(NOT_EVALUATED, reason)
+            return
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
         if baselines and not holds_saved_model(path_utils.serving_model_path(baselines[0].uri)):

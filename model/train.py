@@ -24,13 +24,19 @@ from absl import logging
 from data import features as F
 from model import clip as clip_lib
 from model import preprocessing
-from model.options import OPTIONS_KEY, TrainOptions
+from model.options import (
+    OPTIONS_KEY,
+    SERVED_RECORD,
+    SPANS_KEY,
+    TRAINED_ON,
+    TRAINING_RECORD,
+    TrainOptions,
+)
 from model.video_swin import build_classifier
 
 __all__ = ["OPTIONS_KEY", "TrainOptions", "run_fn", "train"]
 
 HISTORY_FILE = "history.json"  # per-epoch metrics, in the model run directory
-TRAINING_RECORD = "training.json"  # on the Model artifact: warm start, options, classes
 BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run directory
 
 
@@ -120,19 +126,22 @@ class DataError(ValueError):
     """Transformed examples that cannot be trained on; the message names the videos."""
 
 
-def scan_labels(patterns, num_classes: int) -> int:
+def scan_labels(patterns, num_classes: int, transform=None) -> int:
     """Counts the examples; raises DataError naming every video whose label is unknown.
 
     One read of the split that parses only `label` and `video_id` (no JPEG is decoded).
+    transform: RawTransform for raw examples (earlier spans): their labels as the Transform
+    maps them.
     """
     spec = {
         F.LABEL: tf.io.FixedLenFeature([], tf.int64),
         F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
     }
+    parse = transform.labels if transform else (lambda r: tf.io.parse_example(r, spec))
     dataset = (
         tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
         .batch(1024)
-        .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     )
     count, bad = 0, []
     for batch in dataset.as_numpy_iterator():
@@ -147,6 +156,30 @@ def scan_labels(patterns, num_classes: int) -> int:
             f"{' ...' if len(bad) > 10 else ''}"
         )
     return count
+
+
+class RawTransform:
+    """The Transform graph applied to raw examples as they are read: the training window's
+    earlier spans, stored once by VideoExampleGen (components/spans.py), whose transformed
+    copies were never made. Gives what parsing a transformed example gives."""
+
+    INPUTS = (F.FRAMES, F.LABEL, F.LABEL_NAME, F.VIDEO_ID)  # what preprocessing_fn reads
+
+    def __init__(self, tf_transform_output):
+        raw_spec = tf_transform_output.raw_feature_spec()
+        self._spec = {name: raw_spec[name] for name in self.INPUTS}
+        self._layer = tf_transform_output.transform_features_layer()
+
+    def __call__(self, record: tf.Tensor) -> dict:
+        """A serialized raw example -> {clip: [L] string, label: int64, video_id: string}."""
+        transformed = self._layer(tf.io.parse_example(record[None], self._spec))
+        return {k: transformed[k][0] for k in (preprocessing.CLIP, F.LABEL, F.VIDEO_ID)}
+
+    def labels(self, records: tf.Tensor) -> dict:
+        """[B] serialized raw examples -> {label, video_id} (no frame is parsed)."""
+        names = (F.LABEL, F.LABEL_NAME, F.VIDEO_ID)
+        transformed = self._layer(tf.io.parse_example(records, {k: self._spec[k] for k in names}))
+        return {k: tf.reshape(transformed[k], [-1]) for k in (F.LABEL, F.VIDEO_ID)}
 
 
 def _complete_jpegs(example) -> tf.Tensor:
@@ -179,19 +212,27 @@ def make_dataset(
     batch_size: int,
     training: bool,
     input_context: tf.distribute.InputContext | None = None,
+    raw_patterns=(),
+    raw_transform: RawTransform | None = None,
 ) -> tf.data.Dataset:
     """Transformed examples -> (uint8 clips [B, T, S, S, 3], one-hot labels [B, K]).
 
     Training: this input pipeline's shard of the records, shuffled and repeated, random clips,
     full batches only. Evaluation: one deterministic pass, centre clips, the last batch partial.
+    raw_patterns: raw examples (earlier spans) read through `raw_transform` with the others.
     """
     files = _files(patterns)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    raw = _files(raw_patterns) if raw_patterns else []
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (files + raw, [False] * len(files) + [True] * len(raw))
+    )
     if training:
-        dataset = dataset.shuffle(len(files))
+        dataset = dataset.shuffle(len(files) + len(raw))
     dataset = dataset.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(files), 4),
+        lambda f, is_raw: tf.data.TFRecordDataset(f, compression_type="GZIP").map(
+            lambda r: (r, is_raw)
+        ),
+        cycle_length=min(len(files) + len(raw), 4),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=options.deterministic or not training,
     )
@@ -207,10 +248,20 @@ def make_dataset(
         if input_context
         else (1, 0)
     )
+
+    def parse(record, is_raw):
+        if not raw:
+            return tf.io.parse_single_example(record, feature_spec)
+        return tf.cond(
+            is_raw,
+            lambda: raw_transform(record),
+            lambda: tf.io.parse_single_example(record, feature_spec),
+        )
+
     dataset = (
         dataset.enumerate()
         .map(
-            lambda i, r: (i * pipelines + pipeline_id, tf.io.parse_single_example(r, feature_spec)),
+            lambda i, pair: (i * pipelines + pipeline_id, parse(*pair)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         .filter(lambda _, example: _complete_jpegs(example))
@@ -387,8 +438,12 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     initialize=None,
     callbacks: list | None = None,
+    raw_train_files=(),
 ) -> TrainResult:
     """Fits the model; `initialize(classifier)` sets starting weights (the warm start).
+
+    raw_train_files: raw examples trained on beside `train_files` (the training window's earlier
+    spans), through the Transform graph.
 
     A process killed mid-training and started again with the same run_dir resumes from its last
     checkpoint (epoch, step, both optimizers' state, the schedule's position): BackupAndRestore,
@@ -399,6 +454,9 @@ def train(
     class_names = read_class_names(tf_transform_output)
     feature_spec = tf_transform_output.transformed_feature_spec()
     train_examples = scan_labels(train_files, len(class_names))
+    raw_transform = RawTransform(tf_transform_output) if raw_train_files else None
+    if raw_train_files:
+        train_examples += scan_labels(raw_train_files, len(class_names), raw_transform)
     eval_examples = scan_labels(eval_files, len(class_names))
     global_batch = options.batch_size * strategy.num_replicas_in_sync
     steps_per_epoch = max(1, train_examples // global_batch)
@@ -426,6 +484,8 @@ def train(
             ctx.get_per_replica_batch_size(global_batch),
             training=True,
             input_context=ctx,
+            raw_patterns=raw_train_files,
+            raw_transform=raw_transform,
         )
     )
     eval_data = make_dataset(
@@ -460,8 +520,25 @@ def run_fn(fn_args) -> None:
     from model import export, warm_start
 
     options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
+    # The run's plan (components/spans.py TrainingPlan): the window of spans; None outside it.
+    plan = fn_args.custom_config.get(SPANS_KEY)
+    model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    if plan and not plan["train"]:
+        logging.info("No training in this run: %s.", plan["reason"])
+        record = {"trained": False, "reason": plan["reason"], **_spans_record(plan)}
+        _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)  # TFX's executor checks it exists
+        return
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     strategy = make_strategy(options.strategy, options.gpus)
+    # The window's earlier spans: their raw examples where VideoExampleGen stored them.
+    raw_train_files = [f"{uri}/Split-train/*" for uri in (plan or {}).get("examples", [])]
+    if plan:
+        logging.info(
+            "Training window: spans %s (%d stored earlier)",
+            ", ".join(map(str, plan["spans"])),
+            len(raw_train_files),
+        )
     # The model being served (components/served_model.py); its folder is empty before the first
     # push, and then the pretrained checkpoint (or nothing) is the starting point.
     base_model = fn_args.base_model if export.holds_saved_model(fn_args.base_model) else None
@@ -480,6 +557,7 @@ def run_fn(fn_args) -> None:
         fn_args.model_run_dir,
         strategy,
         initialize,
+        raw_train_files=raw_train_files,
     )
     chief = is_chief(strategy)
     if chief:
@@ -487,15 +565,15 @@ def run_fn(fn_args) -> None:
             json.dump(result.history, f, indent=1)
         # On the Model artifact, beside Format-Serving/: how this model came to be.
         record = {
+            "trained": True,
             "started_from": started_from[0],
             "options": dataclasses.asdict(options),
             "class_names": result.class_names,
             "train_examples": result.train_examples,
             "final_epoch": {k: v[-1] for k, v in result.history.items()},
+            **_spans_record(plan),
         }
-        model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-        with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_RECORD), "w") as f:
-            json.dump(record, f, indent=1)
+        _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
     # Every worker saves (collective ops need all of them); only the chief's copy is the model.
     export_dir = (
         fn_args.serving_model_dir
@@ -513,8 +591,23 @@ def run_fn(fn_args) -> None:
         options.serving_chunk,
     )
     export.save(module, export_dir)
+    if chief:  # pushed with the model: the next run's TrainingPlan compares its window with it
+        _write_json(os.path.join(export_dir, SERVED_RECORD), record)
     logging.info("exported the serving model to %s", export_dir)
     if not chief:
         # TFX's GenericExecutor fails any replica whose serving_model_dir is missing; only the
         # chief's saved_model.pb in it is the model.
         tf.io.gfile.makedirs(fn_args.serving_model_dir)
+
+
+def _spans_record(plan: dict | None) -> dict:
+    """The spans a model was trained on, for its records (empty outside a span plan)."""
+    if not plan:
+        return {}
+    return {"spans": plan["spans"], TRAINED_ON: plan["trained_on"]}
+
+
+def _write_json(path: str, value: dict) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(value, f, indent=1)
