@@ -51,6 +51,7 @@ ENTRY = "span-{}.json"
 RESOLVED = "resolved"  # the exec property a local driver fills (empty on Kubeflow: no driver)
 RUN = "run"  # the run's id on Kubeflow; empty locally (the driver's result keys the cache)
 KFP_RUN_ID = "{{$.pipeline_job_uuid}}"  # KFP's driver substitutes it (2.5+)
+RESOLVERS = ("NewSpans", "TrainingPlan")  # the steps that must run in every run
 
 
 def dumps(value) -> str:

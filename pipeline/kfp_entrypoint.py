@@ -77,6 +77,13 @@ def default_serving_dir(pipeline_root: str) -> str:
     return f"{root}/serving"
 
 
+def default_span_registry(pipeline_root: str, pipeline_name: str) -> str:
+    """<pipeline root>/<pipeline>/spans, the registry of ingested spans (components/spans.py),
+    which the steps read and write themselves: s3:// for KFP's minio:// root, as the serving dir."""
+    root = default_serving_dir(pipeline_root).removesuffix("/serving")
+    return f"{root}/{pipeline_name}/spans"
+
+
 def check_storage(
     pipeline_root: str, data_root: str, serving_dir: str, beam_args: list[str], remote_trainer: bool
 ) -> None:

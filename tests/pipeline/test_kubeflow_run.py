@@ -12,7 +12,8 @@ import pathlib
 
 import pytest
 import yaml
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
+from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tests.pipeline import kfp_launcher
@@ -462,3 +463,85 @@ def test_what_kfp_cannot_run_is_refused(tmp_path, change, refusal):
     change(spec)
     with pytest.raises(kfp_launcher.SpecRefused, match=refusal):
         kfp_launcher.run_pipeline_spec(spec, tmp_path)
+
+
+# ---------------------------------------------------------------- the driver's cache
+
+
+def _cacheable(spec: dict, *, producer_param=None) -> dict:
+    """_two_tasks with caching on for both tasks and a consumer that only succeeds; the producer
+    takes a parameter `token` when given (a constant: maybe a placeholder)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in tasks.values():
+        task["cachingOptions"] = {"enableCache": True}
+    executors = spec["deploymentSpec"]["executors"]
+    executors["consume_exec"]["container"]["command"] = ["python", "-c", "pass"]
+    if producer_param is not None:
+        spec["components"]["produce"]["inputDefinitions"] = {
+            "parameters": {"token": {"parameterType": "STRING"}}
+        }
+        tasks["produce"]["inputs"] = {
+            "parameters": {"token": {"runtimeValue": {"constant": producer_param}}}
+        }
+    return spec
+
+
+def test_a_task_with_the_same_inputs_is_taken_from_the_cache(tmp_path):
+    """The second run's tasks have the same fingerprints: no pod runs and the consumer gets the
+    first run's artifact (the same ML Metadata id); a changed parameter value runs again."""
+    cluster = kfp_launcher.Cluster()
+    first = kfp_launcher.run_pipeline_spec(_cacheable(_two_tasks()), tmp_path, cluster=cluster)
+    second = kfp_launcher.run_pipeline_spec(
+        _cacheable(_two_tasks()), tmp_path, run_id="run-2", cluster=cluster
+    )
+    for name in ("produce", "consume"):
+        assert not first[name].cached and second[name].cached and second[name].pod is None
+        assert second[name].fingerprint == first[name].fingerprint
+        assert second[name].artifacts == first[name].artifacts
+    assert not (tmp_path / ".pods" / "pods" / "run-2").exists()
+    changed = _cacheable(_two_tasks())
+    changed["root"]["dag"]["tasks"]["consume"]["inputs"]["parameters"]["n"] = {
+        "runtimeValue": {"constant": 3}
+    }
+    third = kfp_launcher.run_pipeline_spec(changed, tmp_path, run_id="run-3", cluster=cluster)
+    assert third["produce"].cached and not third["consume"].cached
+    # The key holds the producer's artifact by its ML Metadata id, not its URI or contents.
+    key = kfp_launcher.cache_key(
+        json_format.ParseDict(third["consume"].executor_input["inputs"], pb.ExecutorInput.Inputs()),
+        json_format.ParseDict(
+            third["consume"].executor_input["outputs"], pb.ExecutorInput.Outputs()
+        ),
+        pb.ComponentSpec(),
+        pb.PipelineDeploymentConfig.PipelineContainerSpec(image="img"),
+    )
+    assert key["inputArtifactNames"] == {
+        "data": {"artifactNames": [first["produce"].artifacts["data"]["name"]]}
+    }
+    assert key["inputParameterValues"] == {"n": 3, "flag": "7"}
+    assert "uri" not in json.dumps(key.get("outputArtifactsSpec", {}))
+
+
+@pytest.mark.parametrize("version, cached", [("2.4.0", True), ("2.5.0", False), ("2.17.0", False)])
+def test_the_run_id_placeholder_keeps_a_task_out_of_the_cache_from_2_5(tmp_path, version, cached):
+    """{{$.pipeline_job_uuid}} in a parameter constant is the run's id from 2.5 (the driver
+    substitutes it), so the task's key differs in every run; before, it is a constant."""
+    cluster = kfp_launcher.Cluster()
+    for run_id in ("run-1", "run-2"):
+        spec = _cacheable(_two_tasks(), producer_param="{{$.pipeline_job_uuid}}")
+        results = kfp_launcher.run_pipeline_spec(
+            spec, tmp_path, run_id=run_id, cluster=cluster, kfp_version=version
+        )
+    assert results["produce"].cached is cached
+    token = results["produce"].executor_input or {}
+    if not cached:
+        assert token["inputs"]["parameterValues"]["token"] == "run-2"
+
+
+def test_a_task_whose_caching_is_off_runs_every_time(tmp_path):
+    cluster = kfp_launcher.Cluster()
+    for run_id in ("run-1", "run-2"):
+        spec = _cacheable(_two_tasks())
+        spec["root"]["dag"]["tasks"]["produce"]["cachingOptions"] = {"enableCache": False}
+        results = kfp_launcher.run_pipeline_spec(spec, tmp_path, run_id=run_id, cluster=cluster)
+    assert not results["produce"].cached and not results["produce"].fingerprint
+    assert not results["consume"].cached  # its input is a new artifact: another fingerprint
