@@ -85,7 +85,7 @@ class Executor(BaseExampleGenExecutor):
         if ingested:
             examples.span = max(ingested)
             examples.set_string_custom_property("spans", ",".join(map(str, ingested)))
-        output_dict[EXAMPLES_URI_KEY][0].value = examples.uri  # replaced when reused
+        uri_out = (output_dict.get(EXAMPLES_URI_KEY) or [None])[0]
         known = ingested and spans_lib.registered_examples(
             exec_properties[SPAN_REGISTRY_KEY], json.loads(exec_properties[SPANS_KEY])
         )
@@ -104,10 +104,14 @@ class Executor(BaseExampleGenExecutor):
                 ),
             )
             examples.set_int_custom_property("reused", 1)
-            output_dict[EXAMPLES_URI_KEY][0].value = known
-            return
-        self._errors_path = os.path.join(examples.uri, ingest.ERRORS_FILE)
-        super().Do(input_dict, output_dict, exec_properties)
+        else:
+            self._errors_path = os.path.join(examples.uri, ingest.ERRORS_FILE)
+            super().Do(input_dict, output_dict, exec_properties)
+            self._summarize(examples)
+        if uri_out is not None:  # Kubeflow: the entry point maps a mirror path back to the URI
+            uri_out.value = examples.uri
+
+    def _summarize(self, examples) -> None:
         summary = ingest.summarize(self._listing, self._errors_path)
         log = logging.warning if summary.bad else logging.info
         log("VideoExampleGen: %s; error report: %s", summary, self._errors_path)
