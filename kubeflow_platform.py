@@ -277,5 +277,6 @@ def run_every_time(spec: dict, task_names) -> None:
     kfp.Client keeps unless told enable_caching=True or False (it then rewrites every task's:
     kfp/client/client.py _override_caching_options). The driver looks a task up in the cache only
     when its cachingOptions.enableCache is true (backend/src/v2/driver, 2.0-2.17)."""
-    for name in task_names:
-        spec["root"]["dag"]["tasks"][name]["cachingOptions"] = {"enableCache": False}
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in set(task_names) & set(tasks):  # --validate-only compiles no TrainingPlan
+        tasks[name]["cachingOptions"] = {"enableCache": False}
