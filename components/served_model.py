@@ -70,6 +70,7 @@ def LatestPushedModel(  # noqa: N802 (a TFX component is named like a class)
 
 
 NOT_EVALUATED = "not_evaluated"  # the blessing's custom property: why nothing was evaluated
+SPANS_PROPERTY = "spans"  # the blessing's custom property: the spans the model was trained on
 
 
 class EvaluatorExecutor(evaluator_executor.Executor):
@@ -79,13 +80,16 @@ class EvaluatorExecutor(evaluator_executor.Executor):
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
         candidate = input_dict[standard_component_specs.MODEL_KEY][0]
+        blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+        path = os.path.join(candidate.uri, TRAINING_RECORD)
+        record = json.loads(io_utils.read_string_file(path)) if fileio.exists(path) else {}
+        if "spans" in record:  # in ML Metadata: which spans made the model judged here
+            blessing.set_string_custom_property(SPANS_PROPERTY, ",".join(map(str, record["spans"])))
         if not holds_saved_model(path_utils.serving_model_path(candidate.uri)):
             reason = "the Trainer made no model in this run"
-            record = os.path.join(candidate.uri, TRAINING_RECORD)
-            if fileio.exists(record):
-                reason += f": {json.loads(io_utils.read_string_file(record)).get('reason', '')}"
+            if record.get("reason"):
+                reason += f": {record['reason']}"
             logging.info("Nothing to evaluate: %s.", reason)
-            blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
             io_utils.write_string_file(os.path.join(blessing.uri, "NOT_BLESSED"), "")
             blessing.set_int_custom_property("blessed", 0)
             blessing.set_string_custom_property("current_model", candidate.uri)

@@ -279,6 +279,7 @@ def test_a_new_span_is_ingested_alone_and_trained_on_with_the_stored_ones(minio_
     served_copy = second["LatestPushedModel"].artifacts["model"]["uri"]
     assert blessing["baseline_model"] == served_copy  # judged against the served model
     assert blessing["blessed"] == 1  # the same model again (learning rate 0): not below
+    assert blessing["spans"] == "0,1"  # in ML Metadata: the spans that made the model
     assert second["Pusher"].artifacts["pushed_model"]["metadata"]["pushed"] == 1
     registry = "s3://mlpipeline/v2/artifacts/video-swin-tfx/spans"
     entry = json.loads(minio_runs.read(f"{registry}/span-1.json"))

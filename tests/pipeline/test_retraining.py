@@ -27,7 +27,9 @@ OPTIONS = tiny_train_options(epochs=1, batch_size=4, learning_rate=0.0)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Four runs on one metadata store: [span 0], [span 1 arrived], [nothing new], [nothing new,
-    no cache]; each {"report", "versions" (pushed so far), "paths"}."""
+    no cache]; each {"report", "versions" (pushed so far), "registry" (after it), paths}."""
+    from components import spans
+
     root = tmp_path_factory.mktemp("retraining")
     data = root / "data"
     add_span(data, 0)
@@ -40,7 +42,9 @@ def runs(tmp_path_factory):
             root, data, min_accuracy=0.0, enable_cache=enable_cache, train_options=OPTIONS
         )
         versions = sorted(os.listdir(paths["serving_dir"]))
-        done.append({"report": report.collect(metadata, since), "versions": versions, **paths})
+        registry = spans.read_registry(os.path.join(paths["pipeline_root"], "spans"))
+        result = report.collect(metadata, since)
+        done.append({"report": result, "versions": versions, "registry": registry, **paths})
 
     run()
     add_span(data, 1)
@@ -61,12 +65,6 @@ def _examples_ids(uri: str) -> set[str]:
     return ids
 
 
-def _registry(run) -> dict[int, dict]:
-    from components import spans
-
-    return spans.read_registry(os.path.join(run["pipeline_root"], "spans"))
-
-
 def _json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
@@ -85,7 +83,7 @@ def test_the_first_run_ingests_span_0_and_pushes_its_model(runs):
     assert first.blessed and first.pushed_to  # the first model: the threshold (0) alone
     (version,) = runs[0]["versions"]
     assert _record(runs[0], version)["spans"] == [0]  # the pushed model says what made it
-    assert list(_registry(runs[0])) == [0]
+    assert list(runs[0]["registry"]) == [0]
 
 
 def test_the_second_run_ingests_only_the_new_span_and_trains_from_the_served_model(runs):
@@ -93,16 +91,16 @@ def test_the_second_run_ingests_only_the_new_span_and_trains_from_the_served_mod
 
     second = runs[1]["report"]
     assert second.ingested == [1] and second.ingestion == "new"
-    examples = _registry(runs[1])[1]["examples"]
+    examples = runs[1]["registry"][1]["examples"]
     span_1 = ucf101.list_videos(os.path.join(runs[1]["data_root"], "span-1"), 1)
     assert _examples_ids(examples) == {r.video_id for r in span_1.records}  # span 1 only
-    assert _registry(runs[1])[0]["examples"] != examples  # span 0 stays where run 1 put it
+    assert runs[1]["registry"][0]["examples"] != examples  # span 0 stays where run 1 put it
     # Trained on both spans, span 0 read where the first run stored it, from the served model.
     records = [
         _json(path)
         for path in glob.glob(f"{runs[1]['pipeline_root']}/Trainer/model/*/training.json")
     ]
-    (record,) = [r for r in records if r.get("spans") == [0, 1]]
+    (record,) = [r for r in records if r.get("spans") == [0, 1] and r["trained"]]
     assert record["train_examples"] == 16  # 8 training clips in each span
     (first_version,) = runs[0]["versions"]
     assert record["started_from"].startswith("base model")
