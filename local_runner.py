@@ -118,9 +118,10 @@ def main(argv=None) -> int:
         )
     else:
         lines += report.summary_lines(result, min_accuracy)
-    if plots or result.model_run_dir:
+    trained = result.model_run_dir and result.trained is not False
+    if plots or trained:
         lines.append(f"Report: {', '.join(plots)}" if plots else "Report: no plots")
-    if result.model_run_dir:
+    if trained:
         lines.append(f"TensorBoard: tensorboard --logdir {result.model_run_dir}")
     lines += [
         "Next:",
