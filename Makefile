@@ -19,7 +19,7 @@ TEST_STAMP := $(VENV)/.installed-test
 GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep '^GPU ' > /dev/null && echo 1 || echo 0)
 SETUP_STAMPS := $(RUN_STAMP) $(if $(filter 1,$(GPU)),$(GPU_STAMP))
 
-.PHONY: setup setup-test run test lint format lock bench clean
+.PHONY: setup setup-test run test lint format lock bench bench-stages clean
 
 setup: $(SETUP_STAMPS)  ## Runtime environment (+ CUDA wheels with a GPU); a no-op while requirements.lock is unchanged.
 
@@ -75,6 +75,12 @@ format: setup-test
 
 bench: setup-test  ## Benchmarks (not tests): JSON under benchmarks/results/.
 	$(PY) -m benchmarks.run
+
+# The whole pipeline on generated UCF101-shaped data (505 and 2,020 videos, kept under
+# /tmp/realsize): time, memory and bytes per stage, the README's sizing table. About an hour
+# on 2 cores.
+bench-stages: setup-test  ## Per-stage pipeline benchmark at real size (benchmarks/results/pipeline_stages.json).
+	$(PY) -m benchmarks.pipeline_stages
 
 clean:
 	rm -rf outputs generated benchmarks/results

@@ -35,7 +35,7 @@ What the adapter does, each read in kubeflow/pipelines' backend (backend/src/v2,
   them: a single artifact per input is all KFP hands a step (launcher_v2.go merges only the first
   of an output's artifacts, uploadOutputArtifacts). In the pod those are copied from s3:// or
   minio:// to the same mirror the launcher uses, their training split only, and the plan names
-  the copies (gs:// and local paths TensorFlow reads where they are).
+  the copies (gs:// and local paths TensorFlow reads where they are), with their counts.json.
 
 `KFP_LAUNCHER_MIRROR_ROOT` (default "/") is where the mirrors lie. The launcher's are fixed at
 /gcs, /minio and /s3; the variable is the seam that lets tests play the launcher without root.
@@ -233,9 +233,9 @@ def make_output_dirs(executor_input: dict) -> None:
 
 
 def fetch_window(executor_input: dict, root: str = "/") -> list[str]:
-    """Copies the training split of each Examples the Trainer's plan names on s3:// or minio://
-    into the pod's mirror and names the copies in the plan; returns the copies."""
-    from data import storage
+    """Copies the training split (and counts) of each Examples the Trainer's plan names on s3://
+    or minio:// into the pod's mirror and names the copies in the plan; returns the copies."""
+    from data import counts, storage
     from model.options import SPANS_KEY
 
     values = executor_input.get("inputs", {}).get("parameterValues", {})
@@ -248,11 +248,14 @@ def fetch_window(executor_input: dict, root: str = "/") -> list[str]:
         local = local_path(uri, root)
         if local is None or uri.startswith("gs://"):
             continue
-        source = "s3://" + uri.split("://", 1)[1] + "/Split-train"  # MinIO speaks S3
-        for name in storage.files(source):
-            target = os.path.join(local, "Split-train", name)
+        examples = "s3://" + uri.split("://", 1)[1]  # MinIO speaks S3
+        names = [f"Split-train/{name}" for name in storage.files(f"{examples}/Split-train")]
+        if storage.exists(f"{examples}/{counts.COUNTS_FILE}"):  # the epoch size, without a read
+            names.append(counts.COUNTS_FILE)
+        for name in names:
+            target = os.path.join(local, name)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            with storage.open(f"{source}/{name}", "rb") as f, open(target, "wb") as out:
+            with storage.open(f"{examples}/{name}", "rb") as f, open(target, "wb") as out:
                 out.write(f.read())
         plan["examples"][i] = local
         copies.append(local)

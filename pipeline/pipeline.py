@@ -1,10 +1,11 @@
 """The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
 
 NewSpans -> VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator ->
-AnomaliesGate -> (RegisterSpans) Transform -> Trainer -> Evaluator -> Pusher. TrainingPlan picks
-the window of spans to train on and finds the served version; LatestPushedModel hands that model
-(the latest blessed one) to the Trainer as base_model and to the Evaluator as baseline: a
-scheduled retraining run continues from, and must beat, the model being served.
+AnomaliesGate -> (RegisterSpans) Transform (analysis only) -> Trainer (raw examples through the
+Transform graph) -> Evaluator -> Pusher. TrainingPlan picks the window of spans to train on and
+finds the served version; LatestPushedModel hands that model (the latest blessed one) to the
+Trainer as base_model and to the Evaluator as baseline: a scheduled retraining run continues
+from, and must beat, the model being served.
 
 Run-time values travel as parameters (`.future()[0].value`), which are in both runners' cache
 keys: with caching on, a run without new data reuses ingestion and transform and trains nothing;
@@ -18,15 +19,15 @@ import posixpath
 
 from tfx import v1 as tfx
 
-from components import tfjob_trainer
+from components import batching, tfjob_trainer
 from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
 from components.spans import NewSpans, RegisterSpans, TrainingPlan
 from components.video_example_gen import VideoExampleGen
 from components.video_schema_gen import SchemaGen
 from data.ingest import IngestOptions
-from model import preprocessing, train
-from pipeline import configs, evaluation
+from model import function_teardown, preprocessing, train
+from pipeline import configs, evaluation, statistics
 
 
 def create_pipeline(
@@ -88,7 +89,9 @@ def create_pipeline(
         span_pattern=span_pattern,
         span_registry=registry,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = batching.StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics.stats_options()
+    )
     if schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     else:
@@ -119,11 +122,14 @@ def create_pipeline(
         span_registry=registry,
     )
     register_spans.add_upstream_node(anomalies_gate)
-    transform = tfx.components.Transform(
+    # The Transform only analyses (the class vocabulary): the Trainer applies its graph to the
+    # examples as it reads them, so the data set is stored once.
+    transform = batching.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={preprocessing.SAMPLED_FRAMES_KEY: train_options.sampled_frames},
+        materialize=False,
         disable_statistics=True,  # statistics of JPEG strings say nothing
     )
     transform.add_upstream_node(anomalies_gate)
@@ -159,7 +165,7 @@ def create_pipeline(
     )
     trainer = trainer_component(
         run_fn=configs.RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=served.outputs["model"],
@@ -175,8 +181,12 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=served.outputs["model"],
         example_splits=["eval"],
-        eval_config=evaluation.eval_config(min_accuracy),
+        eval_config=evaluation.eval_config(min_accuracy, train_options.eval_views),
     )
+    # Their Beam workers hold TensorFlow functions (the Transform's analysis, the model) until
+    # they exit: TF 2.16 finalizes them quietly there only with this guard.
+    for step in (transform, evaluator):
+        step.with_beam_pipeline_args([f"--beam_plugins={function_teardown.MODULE}"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

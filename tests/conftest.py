@@ -110,13 +110,25 @@ def split_sizes() -> tuple[int, int]:
     return per_group * (spec.groups - 2), per_group * 2
 
 
+EVAL_VIEWS = (3, 1)  # the test runs' multi-view evaluation: 3 clips of the 16-frame cover
+
+
 def tiny_train_options(**changes):
-    """The embedded set's training configuration, shortened for tests (seconds an epoch)."""
+    """The embedded set's training configuration, shortened for tests (seconds an epoch), and
+    evaluated on EVAL_VIEWS so the shared runs exercise multi-view evaluation."""
     import dataclasses
 
     from pipeline import configs
 
-    settings = {"epochs": 20, "batch_size": 8, "shuffle_buffer": 64, **changes}
+    clips, crops = EVAL_VIEWS
+    settings = {
+        "epochs": 20,
+        "batch_size": 8,
+        "shuffle_buffer": 64,
+        "eval_clips": clips,
+        "eval_crops": crops,
+        **changes,
+    }
     return dataclasses.replace(configs.SYNTHETIC_TRAIN_OPTIONS, **settings)
 
 

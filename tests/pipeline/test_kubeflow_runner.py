@@ -6,7 +6,9 @@ import http.server
 import json
 import os
 import threading
+import urllib.parse
 
+import kfp.client
 import kfp.components
 import pytest
 import yaml
@@ -14,7 +16,9 @@ from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+import kubeflow_client
 import kubeflow_runner
+from components import tfjob_trainer
 from model.options import OPTIONS_KEY, TrainOptions
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
@@ -230,7 +234,8 @@ def test_trainer_resources_training_and_beam_flags(tmp_path):
     assert example_gen["ucf_split"].runtime_value.constant.number_value == 2
     assert example_gen["input_base"].runtime_value.constant.string_value == "gs://bucket/videos"
     for name in BEAM_STEPS:
-        assert beam.split() == _container(spec, name).args[-4:], name
+        args = list(_container(spec, name).args)
+        assert beam.split() == args[args.index(beam.split()[0]) :][:4], name
     # ExampleGen's driver (run before KFP's cache check) gets them too.
     assert beam.split() == _container(spec, "VideoExampleGen").lifecycle.pre_cache_check.args[-4:]
     cpu_only = _spec(_compile(tmp_path, "--gpus", "0", filename="cpu.yaml"))
@@ -263,6 +268,10 @@ def test_help_documents_every_setting(command, capsys):
         assert flag in text
     for flag in ("--step-disk", "--step-disk-class", "--trainer-toleration"):
         assert flag in text
+    for flag in ("--tfjob-service-account", "--tfjob-deadline-hours"):
+        assert flag in text
+    for flag in ("--namespace", "--token", "--token-file", "--cookies", "KF_PIPELINES_TOKEN"):
+        assert (flag in text) == (command != "compile")
     assert ("--endpoint" in text) == (command != "compile")
     assert ("--cron" in text) == (command == "schedule")
 
@@ -275,48 +284,203 @@ def test_submit_and_schedule_need_an_endpoint(tmp_path, capsys):
     assert "--cron" in capsys.readouterr().err
 
 
-class _KfpApi(http.server.BaseHTTPRequestHandler):
-    """The few KFP v2beta1 REST calls kfp.Client makes to create a run or a recurring run."""
+# ---------------------------------------------------------------- a KFP API stand-in
 
-    requests: list = []
+# grpc-gateway's HTTP status for each gRPC code the API server answers with here.
+GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5}
+SESSION_COOKIES = {"oauth2-proxy": "oauth2_proxy_kubeflow", "authservice": "authservice_session"}
 
-    def _reply(self, body):
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802
-        self.requests.append(("GET", self.path, None))
-        self._reply({"multi_user": False} if "healthz" in self.path else {})
+class _Refused(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status, self.message = status, message
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        self.requests.append(("POST", self.path, body))
-        if self.path.endswith("/experiments"):
-            self._reply({"experiment_id": "experiment-1", **body})
-        elif self.path.endswith("/recurringruns"):
-            self._reply({"recurring_run_id": "recurring-1", **body})
+
+class KfpApiStandIn:
+    """Kubeflow Pipelines' API server on 127.0.0.1: the v2beta1 REST calls kfp.Client 2.13 makes
+    to create a run or a recurring run, behind Kubeflow's gateway. Written from kubeflow/pipelines
+    2.17.0 (the same since 2.0.0):
+    - backend/src/apiserver/auth: the user is the identity header the gateway sets, else the user
+      of a bearer token Kubernetes' TokenReview accepts for the audience pipelines.kubeflow.org
+      (`tokens`: token -> user); neither: 401 "there is no user identity header".
+    - resource/resource_manager.go IsAuthorized, in multi-user mode only: a SubjectAccessReview
+      in the namespace (`members`: user -> its namespaces); refused: 403 "User ... is not
+      authorized".
+    - server/experiment_server.go, run_server.go: an experiment needs a namespace in multi-user
+      mode (400; single-user mode drops it); runs and recurring runs take their experiment's.
+    - Errors as grpc-gateway v2 writes them, {"code", "message", "details"}, with the HTTP status
+      of the gRPC code. Healthz answers anyone who reaches it.
+    `gateway`, Kubeflow's login in front of the API: "oauth2-proxy" (Kubeflow 1.9+) takes the
+    session cookie oauth2_proxy_kubeflow (`sessions`: cookie value -> user) or a bearer token,
+    else answers API paths 401 (its api_routes); "authservice" (oidc-authservice, up to 1.8) takes
+    authservice_session, else redirects to Dex's login page. Either sets the identity header
+    itself, whatever the client sent.
+    """
+
+    def __init__(self, multi_user=False, tokens=None, sessions=None, members=None, gateway=None):
+        self.multi_user, self.gateway = multi_user, gateway
+        self.tokens, self.sessions, self.members = tokens or {}, sessions or {}, members or {}
+        self.requests, self.experiments = [], {}
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                stand_in._serve(self, None)
+
+            def do_POST(self):  # noqa: N802
+                stand_in._serve(
+                    self, json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                )
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def posted(self, path):
+        return [body for method, p, body, _ in self.requests if method == "POST" and p == path]
+
+    @staticmethod
+    def _send(handler, status, body, content_type="application/json", location=None):
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        if location:
+            handler.send_header("Location", location)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _serve(self, handler, body):
+        url = urllib.parse.urlparse(handler.path)
+        headers = {key.lower(): value for key, value in handler.headers.items()}
+        self.requests.append((handler.command, url.path, body, headers))
+        if url.path.startswith("/dex/"):
+            page = "<html><head><title>dex</title></head><body>Log in to Your Account</body></html>"
+            return self._send(handler, 200, page, "text/html")
+        cookies = dict(
+            part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";")
+        )
+        authorization = headers.get("authorization", "")
+        token = (
+            authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else None
+        )
+        identity = None
+        if self.gateway:
+            identity = self.sessions.get(cookies.get(SESSION_COOKIES[self.gateway]))
+            if self.gateway == "oauth2-proxy":
+                identity = identity or self.tokens.get(token)
+                if not identity:
+                    return self._send(handler, 401, "Unauthorized", "text/plain; charset=utf-8")
+            elif not identity:
+                login = "/dex/auth?client_id=kubeflow-oidc-authservice&response_type=code"
+                return self._send(handler, 302, "", "text/html", location=login)
+        if url.path == "/apis/v2beta1/healthz":
+            return self._send(handler, 200, {"multi_user": self.multi_user, "tag_name": "2.17.0"})
+        query = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            reply = self._api(handler.command, url.path, query, body, identity, token)
+        except _Refused as refused:
+            code = GRPC_CODES[refused.status]
+            status = {"code": code, "message": refused.message, "details": []}
+            return self._send(handler, refused.status, status)
+        self._send(handler, 200, reply)
+
+    def _user(self, identity, token):
+        if identity:
+            return identity
+        missing = "Request header error: there is no user identity header."
+        if token is None:
+            errors = f"[{missing}, {missing}]"
+        elif token not in self.tokens:
+            errors = f"[{missing}, Authentication failure: Review.Status.Authenticated is false. "
+            errors += "Error token lookup failed]"
         else:
-            self._reply({"run_id": "run-1", **body})
+            return self.tokens[token]
+        raise _Refused(
+            401,
+            f"Failed to check authorization. User identity is empty in the request header: "
+            f"Unauthenticated: {errors}",
+        )
 
-    def log_message(self, *args):
-        pass
+    def _authorize(self, context, identity, token, namespace, verb, resource):
+        if not self.multi_user:
+            return
+        if not namespace:
+            kind = "An experiment" if resource == "experiments" else "A run"
+            raise _Refused(
+                400,
+                f"{context}: Invalid input error: {kind} cannot have an empty "
+                "namespace in multi-user mode",
+            )
+        try:
+            user = self._user(identity, token)
+        except _Refused as refused:
+            raise _Refused(401, f"{context}: {refused.message}") from None
+        if namespace not in self.members.get(user, ()):
+            attributes = f"&ResourceAttributes{{Namespace:{namespace},Verb:{verb},"
+            attributes += f"Group:pipelines.kubeflow.org,Version:v1beta1,Resource:{resource},}}"
+            raise _Refused(
+                403,
+                f"{context}: PermissionDenied: User '{user}' is not authorized with reason:  "
+                f"(request: {attributes}): Unauthorized access",
+            )
+
+    def _api(self, method, path, query, body, identity, token):
+        auth = (identity, token)
+        if (method, path) == ("GET", "/apis/v2beta1/experiments"):
+            namespace = query.get("namespace", "") if self.multi_user else ""
+            context = "List experiments failed: Failed to authorize with API"
+            self._authorize(context, *auth, namespace, "list", "experiments")
+            (predicate,) = json.loads(query["filter"])["predicates"]
+            found = [
+                e
+                for e in self.experiments.values()
+                if (e["namespace"], e["display_name"]) == (namespace, predicate["stringValue"])
+            ]
+            return {"experiments": found, "total_size": len(found)} if found else {}
+        if (method, path) == ("POST", "/apis/v2beta1/experiments"):
+            namespace = body.get("namespace", "") if self.multi_user else ""
+            context = "Failed to create a experiment: Failed to authorize the request"
+            self._authorize(context, *auth, namespace, "create", "experiments")
+            experiment_id = f"experiment-{len(self.experiments) + 1}"
+            experiment = {**body, "experiment_id": experiment_id, "namespace": namespace}
+            self.experiments[experiment_id] = experiment
+            return experiment
+        if method == "POST" and path in ("/apis/v2beta1/runs", "/apis/v2beta1/recurringruns"):
+            resource = path.rsplit("/", 1)[1]
+            experiment = self.experiments.get(body.get("experiment_id"))
+            if experiment is None:
+                raise _Refused(404, f"Failed to fetch namespace for experiment {body}")
+            namespace = experiment["namespace"]
+            context = "Failed to create a run due to authorization error. Check if you have "
+            context += f"write permissions to namespace {namespace}"
+            self._authorize(context, *auth, namespace, "create", resource)
+            key, value = (
+                ("run_id", "run-1") if resource == "runs" else ("recurring_run_id", "recurring-1")
+            )
+            return {**body, key: value}
+        raise _Refused(404, f"no route for {method} {path}")
 
 
 @pytest.fixture
 def kfp_api():
-    _KfpApi.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KfpApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", _KfpApi.requests
-    server.shutdown()
+    with KfpApiStandIn() as api:
+        yield api.url, api.requests
 
 
 def _posted(requests, suffix):
-    (body,) = [b for method, path, b in requests if method == "POST" and path.endswith(suffix)]
+    (body,) = [b for method, path, b, _ in requests if method == "POST" and path.endswith(suffix)]
     return body
 
 
@@ -351,6 +515,168 @@ def test_schedule_creates_a_recurring_run(tmp_path, kfp_api, capsys):
     assert "created recurring run recurring-1" in capsys.readouterr().out
 
 
+ALICE, TOKEN, COOKIE = "alice@example.com", "token-of-alice", "session-of-alice"
+
+
+@pytest.fixture
+def no_kfp_env(monkeypatch, tmp_path):
+    """No API settings from this machine: no KF_PIPELINES_* variables, no projected token, not a
+    pod."""
+    for name in ("ENDPOINT", "NAMESPACE", "TOKEN", "SA_TOKEN_PATH", "COOKIES"):
+        monkeypatch.delenv(f"KF_PIPELINES_{name}", raising=False)
+    monkeypatch.setattr(kfp.client, "KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(kubeflow_client, "POD_NAMESPACE_FILE", str(tmp_path / "no-namespace"))
+
+
+def _multi_user(**settings):
+    """A multi-user Kubeflow where alice (by token or session) may use namespace team-a."""
+    defaults = {"tokens": {TOKEN: ALICE}, "sessions": {COOKIE: ALICE}}
+    defaults |= {"members": {ALICE: {"team-a"}}}
+    return KfpApiStandIn(multi_user=True, **defaults | settings)
+
+
+def _send(command, spec, *flags):
+    """`submit` or `schedule` of the compiled spec (as main() does after compiling)."""
+    flags += ("--cron", "0 0 3 * * 0") if command == "schedule" else ()
+    args = kubeflow_runner.parse_args([command, *flags])
+    return kubeflow_runner.submit(args, str(spec)), args
+
+
+def _in_namespace(api, namespace):
+    """The one experiment, created in `namespace`, and what was created in it."""
+    (experiment,) = api.posted("/apis/v2beta1/experiments")
+    assert experiment["namespace"] == namespace
+    (created,) = api.posted("/apis/v2beta1/runs") + api.posted("/apis/v2beta1/recurringruns")
+    assert created["experiment_id"] == api.experiments["experiment-1"]["experiment_id"]
+    return created
+
+
+def test_submit_and_schedule_on_a_multi_user_kubeflow_with_a_token(
+    default_spec, no_kfp_env, monkeypatch, capsys
+):
+    with _multi_user() as api:
+        flags = ("--endpoint", api.url, "--namespace", "team-a", "--token", TOKEN)
+        assert _send("submit", default_spec, *flags)[0] == "run-1"
+        run = _in_namespace(api, "team-a")
+        assert run["runtime_config"]["pipeline_root"] == configs.KUBEFLOW_PIPELINE_ROOT
+        # The same from the environment: the token stays out of the process list.
+        monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)
+        monkeypatch.setenv("KF_PIPELINES_NAMESPACE", "team-a")
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", api.url + "/")
+        recurring, args = _send("schedule", default_spec)
+        assert recurring == "recurring-1" and args.api.endpoint == api.url
+    # The schedule found the experiment the run made, in the namespace, and used it.
+    assert len(api.posted("/apis/v2beta1/experiments")) == 1
+    (job,) = api.posted("/apis/v2beta1/recurringruns")
+    assert job["experiment_id"] == "experiment-1" and job["no_catchup"] is True
+    lists = [p for m, p, _, _ in api.requests if m == "GET" and p.endswith("/experiments")]
+    assert len(lists) == 2
+    for method, path, _, headers in api.requests:
+        assert headers.get("authorization") == f"Bearer {TOKEN}", (method, path)
+        assert "kubeflow-userid" not in headers  # the gateway's to set, never the client's
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+
+
+@pytest.mark.parametrize("where", ["env", "projected volume"])
+def test_submit_from_a_pod_with_its_service_account_token(
+    where, default_spec, no_kfp_env, tmp_path, monkeypatch
+):
+    """In a pod (a notebook, a CI job): the token KFP's projected volume holds, read on every
+    request (the kubelet rotates it), and the pod's own namespace; to the API server directly, so
+    its TokenReview decides."""
+    token_file, namespace_file = tmp_path / "token", tmp_path / "namespace"
+    token_file.write_text(TOKEN + "\n")
+    namespace_file.write_text("team-a")
+    monkeypatch.setattr(kubeflow_client, "POD_NAMESPACE_FILE", str(namespace_file))
+    if where == "env":
+        monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    else:
+        monkeypatch.setattr(kfp.client, "KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    with _multi_user() as api:
+        run_id, args = _send("submit", default_spec, "--endpoint", api.url)
+    assert run_id == "run-1" and args.api.namespace == "team-a"
+    assert args.api.credentials.describe() == (
+        f"the service account token in {token_file} "
+        + ("($KF_PIPELINES_SA_TOKEN_PATH)" if where == "env" else "(the pod's projected volume)")
+    )
+    _in_namespace(api, "team-a")
+    assert {h.get("authorization") for *_, h in api.requests} == {f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize("gateway", ["oauth2-proxy", "authservice"])
+def test_submit_with_a_browser_session_cookie(gateway, default_spec, no_kfp_env, monkeypatch):
+    """Behind Kubeflow's login: the session cookie of a logged-in browser, which the gateway
+    turns into the identity header; from --cookies or the environment."""
+    cookies = f"{SESSION_COOKIES[gateway]}={COOKIE}; _ga=GA1.2.3"
+    with _multi_user(gateway=gateway) as api:
+        if gateway == "oauth2-proxy":
+            flags = ("--cookies", cookies)
+        else:
+            monkeypatch.setenv("KF_PIPELINES_COOKIES", cookies)
+            flags = ()
+        _, args = _send(
+            "submit", default_spec, "--endpoint", api.url, "--namespace", "team-a", *flags
+        )
+    _in_namespace(api, "team-a")
+    source = "--cookies" if flags else "$KF_PIPELINES_COOKIES"
+    assert args.api.credentials.describe() == (
+        f"the cookies {SESSION_COOKIES[gateway]}, _ga from {source}"
+    )
+    for *_, headers in api.requests:
+        assert headers["cookie"] == cookies and "authorization" not in headers
+
+
+def test_refusals_say_what_was_sent_and_what_to_try(default_spec, no_kfp_env, capsys):
+    def refused(api, *flags):
+        with pytest.raises(SystemExit) as failure:
+            _send("submit", default_spec, "--endpoint", api.url, *flags)
+        message = str(failure.value.code)
+        assert message.startswith("submit: ") and "Traceback" not in message
+        for secret in (TOKEN, COOKIE, "wrong-token", "old-session"):
+            assert secret not in message + capsys.readouterr().out
+        assert not api.posted("/apis/v2beta1/runs")
+        return message
+
+    with _multi_user(gateway="oauth2-proxy") as api:  # Kubeflow 1.9+, nothing sent
+        message = refused(api, "--namespace", "team-a")
+    assert f"the Kubeflow Pipelines API at {api.url} answered 401 Unauthorized" in message
+    assert "(sent: no credentials; namespace team-a)" in message
+    assert "--token" in message and "--cookies" in message
+    with _multi_user(gateway="authservice") as api:  # up to 1.8: a redirect to the login page
+        message = refused(api, "--cookies", "authservice_session=old-session")
+    assert f"answered with a web page ({api.url}/dex/auth?" in message
+    assert "the gateway did not accept the cookies authservice_session from --cookies" in message
+    with _multi_user() as api:  # the API server itself: its TokenReview fails
+        message = refused(api, "--namespace", "team-a", "--token", "wrong-token")
+    assert "answered 401 Unauthorized: List experiments failed" in message
+    assert "Review.Status.Authenticated is false" in message
+    assert "The bearer token from --token was not accepted" in message
+    with _multi_user() as api:  # a known user, someone else's namespace
+        message = refused(api, "--namespace", "team-b", "--token", TOKEN)
+    assert "403 Forbidden: List experiments failed: Failed to authorize with API: " in message
+    assert f"User '{ALICE}' is not authorized" in message
+    assert "may not use namespace team-b" in message and "contributor" in message
+    with _multi_user() as api:  # multi-user, yet no namespace (and not in a pod)
+        message = refused(api, "--token", TOKEN)
+    assert "is multi-user: name the profile namespace to run in with --namespace" in message
+    with KfpApiStandIn() as api:
+        pass  # stopped: nothing listens there any more
+    message = refused(api, "--token", TOKEN)
+    assert f"cannot reach the Kubeflow Pipelines API at {api.url}: NewConnectionError" in message
+    # Caught before compiling: a token file that is not there, a cookie that is not one.
+    endpoint = ("--endpoint", api.url)
+    for flags, expected in [
+        ((*endpoint, "--token-file", "/nowhere/token"), "--token-file: no token file at /nowhere"),
+        ((*endpoint, "--cookies", "old-session"), "--cookies: expected a Cookie header"),
+        (("--token", TOKEN), "--endpoint (or $KF_PIPELINES_ENDPOINT) is required"),
+    ]:
+        with pytest.raises(SystemExit):
+            kubeflow_runner.parse_args(["submit", *flags])
+        err = capsys.readouterr().err
+        assert expected in err and "old-session" not in err
+
+
 def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
     flags = ("--vertex-project", "p", "--vertex-region", "europe-west4", "--workers", "4")
     spec = _spec(_compile(tmp_path, *flags, "--gpus", "2", "--gpu-type", "NVIDIA_L4"))
@@ -375,8 +701,9 @@ def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
 def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
     gpu_nodes = ("--trainer-toleration", "nvidia.com/gpu:NoSchedule")
     gpu_nodes += ("--trainer-node-selector", "pool=gpu")
+    tfjob = ("--tfjob-service-account", "trainer", "--tfjob-deadline-hours", "6")
     path = _compile(
-        tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi", *gpu_nodes
+        tmp_path, "--workers", "3", "--gpus", "2", "--trainer-memory", "64Gi", *gpu_nodes, *tfjob
     )
     spec = _spec(path)
     trainer = _container(spec, "Trainer")
@@ -393,8 +720,24 @@ def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
         # The replicas go to GPU nodes; the launcher pod, which needs no GPU, does not.
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "node_selector": {"pool": "gpu"},
+        "deadline_seconds": 6 * 3600,
+        "service_account": "trainer",
     }
     assert TrainOptions.from_json(config[OPTIONS_KEY]).gpus == 2  # each replica checks its GPUs
+    # What the Trainer's executor makes of it: every replica's pod on the GPU nodes, as trainer.
+    settings = tfjob_trainer.TFJobSettings.from_custom_config(config)
+    manifest = tfjob_trainer.tfjob_manifest("job", "team-a", settings, ["python"], None)
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == 6 * 3600
+    for replicas in manifest["spec"]["tfReplicaSpecs"].values():
+        pod = replicas["template"]["spec"]
+        assert pod["tolerations"] == config["tfjob"]["tolerations"]
+        assert pod["nodeSelector"] == {"pool": "gpu"} and pod["serviceAccountName"] == "trainer"
+    # By default: the deadline from configs, the replicas as the steps' own service account.
+    default = _trainer_settings(_spec(_compile(tmp_path, "--workers", "2", filename="d.yaml")))[
+        "tfjob"
+    ]
+    assert default["deadline_seconds"] == configs.KUBEFLOW_TFJOB_DEADLINE_HOURS * 3600
+    assert "service_account" not in default
     launcher = _pods(path)["Trainer"]
     assert launcher.generic_ephemeral_volume  # it downloads the examples all the same
     assert not launcher.tolerations and not launcher.node_selector.labels
@@ -413,6 +756,12 @@ def test_machine_settings_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit):
             _compile(tmp_path, *flags, *kubernetes_only, filename=filename)
         assert "Vertex AI picks machines by --machine-type" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--tfjob-service-account", "trainer")  # one machine: no TFJob
+    assert "--tfjob-service-account is for a TFJob" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _compile(tmp_path, "--workers", "2", "--tfjob-deadline-hours", "0")
+    assert "--tfjob-deadline-hours 0.0: a positive duration" in capsys.readouterr().err
     for flag, value in [("--step-disk", "lots"), ("--trainer-toleration", "gpu:Sometimes")]:
         with pytest.raises(SystemExit):
             _compile(tmp_path, flag, value)
