@@ -305,8 +305,8 @@ def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, ret
     served = f"vs served {result.baseline_accuracy:.3f} ({version}): NOT BLESSED: accuracy"
     assert served in lines[2] and "< the threshold 1.010" in lines[2]
     assert lines[3] == "Nothing pushed (only blessed models are)."
-    # The served model's score is its own, measured on the same eval data.
-    assert result.baseline_accuracy == pipeline_run["report"].accuracy
+    # The served model's score is its own on the gated metric (multi-view), on the same data.
+    assert result.baseline_accuracy == pipeline_run["report"].views_accuracy
 
 
 def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path):
