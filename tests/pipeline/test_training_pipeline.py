@@ -196,7 +196,7 @@ def test_training_history_and_report(pipeline_run, tmp_path):
     assert [os.path.basename(p) for p in plots] == ["training_curves.png", "confusion_matrix.png"]
     lines = report.summary_lines(result, 0.0)
     assert lines[0] == "Data: span 0 ingested in this run; trained on spans 0."
-    assert lines[1].startswith("Eval split: top-1")
+    assert lines[1].startswith(f"Eval split, {EVAL_CLIPS} videos: ")  # multi-view: EVAL_VIEWS
     assert lines[2].endswith(": BLESSED (>= 0.00, no baseline).") and "first model" in lines[2]
     assert lines[3].startswith("Pushed to ")
     # The run's model record: where it started from, its options and classes.
@@ -220,10 +220,14 @@ def test_evaluator_reports_both_protocols_and_gates_on_the_multi_view_one(
     assert first.views == EVAL_VIEWS and first.blessed
     for value in (first.accuracy, first.top_k_accuracy, first.views_accuracy):
         assert 0.0 <= value <= 1.0
-    assert report.summary_lines(first, 0.0)[0].startswith(
+    lines = report.summary_lines(first, 0.0)  # after the line naming the spans
+    assert lines[1].startswith(
         f"Eval split, {EVAL_CLIPS} videos: 3 clips x 1 crop top-1 {first.views_accuracy:.3f}"
     )
-    assert "BLESSED: top-1 (3 clips x 1 crop) >= 0.00" in report.summary_lines(first, 0.0)[1]
+    assert lines[2].startswith(
+        f"top-1 (3 clips x 1 crop) {first.views_accuracy:.3f}, first model (nothing served): "
+        "BLESSED (>= 0.00"
+    )
     (evaluation_dir,) = [
         path
         for path in glob.glob(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
