@@ -250,3 +250,33 @@ def platform_spec(executors: dict[str, k8s.KubernetesExecutorConfig]) -> dict:
 def write_yaml(spec: dict, platform: dict, out: IO[str]) -> None:
     """The PipelineSpec, then the platform document where there is one (kfp's own layout)."""
     yaml.safe_dump_all([spec, platform] if platform else [spec], out, sort_keys=False)
+
+
+# ---------------------------------------------------------------- the PipelineSpec itself
+
+
+def name_parameter_producers(spec: dict) -> None:
+    """Points each upstream parameter at its task. TFX 1.16's KubeflowV2DagRunner names the
+    producer of a run-time parameter (`.future()[0].value`) "<node id>_task"
+    (tfx/orchestration/kubeflow/v2/step_builder.py), but names the task "<node id>"; KFP's
+    driver then fails: "producer task, <node id>_task, not in tasks" (backend/src/v2/driver/
+    resolve.go resolveUpstreamParameters, 2.0-2.17)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in tasks.values():
+        for param in task.get("inputs", {}).get("parameters", {}).values():
+            upstream = param.get("taskOutputParameter")
+            if upstream and upstream["producerTask"] not in tasks:
+                name = upstream["producerTask"].removesuffix("_task")
+                if name not in tasks:
+                    raise ValueError(f"no task {upstream['producerTask']!r} in the spec")
+                upstream["producerTask"] = name
+
+
+def run_every_time(spec: dict, task_names) -> None:
+    """These tasks are never taken from KFP's cache: their caching option is off, which
+    kfp.Client keeps unless told enable_caching=True or False (it then rewrites every task's:
+    kfp/client/client.py _override_caching_options). The driver looks a task up in the cache only
+    when its cachingOptions.enableCache is true (backend/src/v2/driver, 2.0-2.17)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in set(task_names) & set(tasks):  # --validate-only compiles no TrainingPlan
+        tasks[name]["cachingOptions"] = {"enableCache": False}

@@ -231,6 +231,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec to args.output and returns its path."""
     from tfx import v1 as tfx
 
+    from components import spans
     from pipeline import kfp_entrypoint
     from pipeline.pipeline import create_pipeline
 
@@ -242,6 +243,9 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     )
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
+        span_registry=kfp_entrypoint.default_span_registry(args.pipeline_root, args.pipeline_name),
+        run_id=spans.KFP_RUN_ID,
+        **cli.span_settings(args),
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_dir=f"{serving_dir.rstrip('/')}/{args.model_name}",
@@ -270,6 +274,9 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         ),
     )
     job = runner.run(pipeline, write_out=False)
+    kubeflow_platform.name_parameter_producers(job["pipelineSpec"])
+    # The span resolvers look at the data and the serving dir in every run (components/spans.py).
+    kubeflow_platform.run_every_time(job["pipelineSpec"], spans.RESOLVERS)
     if args.s3_endpoint:  # what data.storage's boto3 reads in every step
         for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
             if "container" in executor:
@@ -304,14 +311,15 @@ def submit(args: argparse.Namespace, package: str) -> str:
 def _create(args: argparse.Namespace, package: str) -> str:
     """kfp.Client's calls: the experiment (in the namespace), then the run or recurring run."""
     client, namespace = args.api.client(), args.api.namespace
-    # No caching: each run must look up the served model and the data again.
+    # The spec's own caching options (None): every step cached but the span resolvers, which
+    # look at the data and the served model in every run; compile --no-cache turns all off.
     if args.command == "submit":
         run = client.create_run_from_pipeline_package(
             package,
             experiment_name=args.experiment,
             namespace=namespace,  # the experiment's; the run lives there
             pipeline_root=args.pipeline_root,
-            enable_caching=False,
+            enable_caching=None,
         )
         return run.run_id
     experiment = client.create_experiment(args.experiment, namespace=namespace)
@@ -321,7 +329,7 @@ def _create(args: argparse.Namespace, package: str) -> str:
         cron_expression=args.cron,
         pipeline_package_path=package,
         pipeline_root=args.pipeline_root,
-        enable_caching=False,
+        enable_caching=None,  # the spec's own options, as for submit
         max_concurrency=1,  # a run never overlaps the previous one
         no_catchup=True,  # after a pause, one run, not one per missed slot
     )

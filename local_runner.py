@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     if args.min_accuracy is not None:
         min_accuracy = args.min_accuracy
     os.makedirs(os.path.dirname(args.metadata), exist_ok=True)
-    since = report.newest_artifact_id_at(args.metadata)
+    since = report.newest_execution_id_at(args.metadata)
     serving_dir = os.path.abspath(os.path.join(args.serving_dir, args.model_name))
     started = time.time()
     failure = None
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
                     args.metadata
                 ),
                 beam_pipeline_args=beam_args,
+                **cli.span_settings(args),
             )
         )
     except Exception as error:  # shown in the summary, then re-raised with --verbose
@@ -119,9 +120,10 @@ def main(argv=None) -> int:
         )
     else:
         lines += report.summary_lines(result, min_accuracy)
-    if plots or result.model_run_dir:
+    trained = result.model_run_dir and result.trained is not False
+    if plots or trained:
         lines.append(f"Report: {', '.join(plots)}" if plots else "Report: no plots")
-    if result.model_run_dir:
+    if trained:
         lines.append(f"TensorBoard: tensorboard --logdir {result.model_run_dir}")
     lines += [
         "Next:",

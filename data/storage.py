@@ -80,6 +80,28 @@ def size(path: str) -> int:
     return _gfile().stat(path).length
 
 
+def files(top: str) -> dict[str, tuple[int, int]]:
+    """Every file under `top`: relative path -> (size in bytes, modification time in s)."""
+    prefix = _dir_prefix(top)
+    if is_s3(top):
+        listed = _s3io().list_files(prefix, with_metadata=True)
+        return {name[len(prefix) :]: (size, int(mtime)) for name, (size, mtime) in listed}
+    gfile = _gfile()
+    found = {}
+    for folder, _, names in gfile.walk(top):
+        for name in names:
+            path = posixpath.join(folder, name)
+            stat = gfile.stat(path)
+            found[path[len(prefix) :]] = (stat.length, stat.mtime_nsec // 10**9)
+    return found
+
+
+def makedirs(path: str) -> None:
+    """A folder and its parents (S3 has none: a no-op there)."""
+    if not is_s3(path):
+        _gfile().makedirs(path)
+
+
 def open(path: str, mode: str = "rb"):  # noqa: A001 (the file-like API's name)
     """A file object: "r"/"rb" read (seekable), "w"/"wb" write (the object appears on close)."""
     if not is_s3(path):

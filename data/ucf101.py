@@ -157,19 +157,33 @@ def list_ucf101(videos_dir: str, lists_dir: str, split: int = 1) -> VideoListing
     return VideoListing(class_names, tuple(records), "ucf101")
 
 
-def list_folders(videos_dir: str, eval_fraction: float = 0.3) -> VideoListing:
-    """Folder-per-class: classes are the sorted sub-folder names; splits hash the group."""
-    class_names = tuple(
+def class_folders(videos_dir: str) -> tuple[str, ...]:
+    """The sorted sub-folder names of a folder-per-class set."""
+    return tuple(
         sorted(
             d.rstrip("/")
             for d in storage.listdir(videos_dir)
             if storage.isdir(posixpath.join(videos_dir, d))
         )
     )
-    if not class_names:
+
+
+def list_folders(
+    videos_dir: str, eval_fraction: float = 0.3, class_names: tuple[str, ...] | None = None
+) -> VideoListing:
+    """Folder-per-class: classes are the sorted sub-folder names (or `class_names`, a superset
+    shared with other folders); splits hash the group."""
+    present = class_folders(videos_dir)
+    if not present:
         raise DataLayoutError(f"{videos_dir}: no class folders and no {LISTS_DIR}/classInd.txt")
+    if class_names is None:
+        class_names = present
+    elif unknown := set(present) - set(class_names):
+        raise DataLayoutError(f"{videos_dir}: class folders {sorted(unknown)} are not listed")
     records = []
     for label, name in enumerate(class_names):
+        if name not in present:
+            continue
         for file in sorted(storage.listdir(posixpath.join(videos_dir, name))):
             if not file.lower().endswith(VIDEO_EXTENSIONS):
                 continue
@@ -193,9 +207,15 @@ def class_index_of(data_root: str) -> tuple[str, ...] | None:
     return read_class_index(posixpath.join(lists_dir, "classInd.txt")) if lists_dir else None
 
 
-def list_videos(data_root: str, split: int = 1, eval_fraction: float = 0.3) -> VideoListing:
-    """Every video under `data_root`: by UCF101's lists when present, else by class folders."""
+def list_videos(
+    data_root: str,
+    split: int = 1,
+    eval_fraction: float = 0.3,
+    class_names: tuple[str, ...] | None = None,
+) -> VideoListing:
+    """Every video under `data_root`: by UCF101's lists when present, else by class folders
+    (`class_names`: the classes of several such folders, data/spans.py)."""
     videos_dir, lists_dir = find_layout(data_root)
     if lists_dir:
         return list_ucf101(videos_dir, lists_dir, split)
-    return list_folders(videos_dir, eval_fraction)
+    return list_folders(videos_dir, eval_fraction, class_names)

@@ -10,6 +10,14 @@ import dataclasses
 from data.options import JsonOptions, option
 
 OPTIONS_KEY = "options"  # the Trainer's custom_config key
+# The Trainer's custom_config key of the run's plan (components/spans.py TrainingPlan): the
+# window of spans, the Examples of its earlier spans, whether to train.
+SPANS_KEY = "spans"
+TRAINED_ON = "trained_on"  # the record's [[span, fingerprint], ...] a model was trained on
+# Inside an exported (and so a pushed) model: the record of how it was trained, which the next
+# run's TrainingPlan compares with its window. TF Serving ignores assets.extra/ but its warm-up.
+SERVED_RECORD = "assets.extra/training.json"
+TRAINING_RECORD = "training.json"  # on the Model artifact, beside Format-Serving/
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,13 +26,19 @@ from data import counts, ingest_options
 from data import features as F
 from model import clip as clip_lib
 from model import preprocessing, versions
-from model.options import OPTIONS_KEY, TrainOptions
+from model.options import (
+    OPTIONS_KEY,
+    SERVED_RECORD,
+    SPANS_KEY,
+    TRAINED_ON,
+    TRAINING_RECORD,
+    TrainOptions,
+)
 from model.video_swin import build_classifier
 
 __all__ = ["OPTIONS_KEY", "TrainOptions", "run_fn", "train"]
 
 HISTORY_FILE = "history.json"  # per-epoch metrics, in the model run directory
-TRAINING_RECORD = "training.json"  # on the Model artifact: warm start, options, classes
 BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run directory
 
 
@@ -515,8 +521,27 @@ def run_fn(fn_args) -> None:
     from model import export, warm_start
 
     options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
+    # The run's plan (components/spans.py TrainingPlan): the window of spans; None outside it.
+    plan = fn_args.custom_config.get(SPANS_KEY)
+    model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    if plan and not plan["train"]:
+        logging.info("No training in this run: %s.", plan["reason"])
+        record = {"trained": False, "reason": plan["reason"], **_spans_record(plan)}
+        _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)  # TFX's executor checks it exists
+        return
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     strategy = make_strategy(options.strategy, options.gpus)
+    # The window: this run's examples and the earlier spans' raw examples where VideoExampleGen
+    # stored them, all read through the Transform graph alike.
+    earlier = [f"{uri}/Split-train/*" for uri in (plan or {}).get("examples", [])]
+    train_files = _patterns(fn_args.train_files) + earlier
+    if plan:
+        logging.info(
+            "Training window: spans %s (%d stored earlier)",
+            ", ".join(map(str, plan["spans"])),
+            len(earlier),
+        )
     # The model being served (components/served_model.py); its folder is empty before the first
     # push, and then the pretrained checkpoint (or nothing) is the starting point.
     base_model = fn_args.base_model if versions.holds_saved_model(fn_args.base_model) else None
@@ -529,7 +554,7 @@ def run_fn(fn_args) -> None:
 
     result = train(
         options,
-        fn_args.train_files,
+        train_files,
         fn_args.eval_files,
         tf_transform_output,
         fn_args.model_run_dir,
@@ -542,15 +567,15 @@ def run_fn(fn_args) -> None:
             json.dump(result.history, f, indent=1)
         # On the Model artifact, beside Format-Serving/: how this model came to be.
         record = {
+            "trained": True,
             "started_from": started_from[0],
             "options": dataclasses.asdict(options),
             "class_names": result.class_names,
             "train_examples": result.train_examples,
             "final_epoch": {k: v[-1] for k, v in result.history.items()},
+            **_spans_record(plan),
         }
-        model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-        with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_RECORD), "w") as f:
-            json.dump(record, f, indent=1)
+        _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
     # Every worker saves (collective ops need all of them); only the chief's copy is the model.
     export_dir = (
         fn_args.serving_model_dir
@@ -570,8 +595,27 @@ def run_fn(fn_args) -> None:
         _ingest_options_json(fn_args.train_files),
     )
     export.save(module, export_dir)
+    if chief:  # pushed with the model: the next run's TrainingPlan compares its window with it
+        _write_json(os.path.join(export_dir, SERVED_RECORD), record)
     logging.info("exported the serving model to %s", export_dir)
     if not chief:
         # TFX's GenericExecutor fails any replica whose serving_model_dir is missing; only the
         # chief's saved_model.pb in it is the model.
         tf.io.gfile.makedirs(fn_args.serving_model_dir)
+
+
+def _patterns(patterns) -> list[str]:
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def _spans_record(plan: dict | None) -> dict:
+    """The spans a model was trained on, for its records (empty outside a span plan)."""
+    if not plan:
+        return {}
+    return {"spans": plan["spans"], TRAINED_ON: plan["trained_on"]}
+
+
+def _write_json(path: str, value: dict) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(value, f, indent=1)

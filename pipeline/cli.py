@@ -67,6 +67,31 @@ def add_pipeline_flags(parser: argparse.ArgumentParser, gpus_default: int = 0) -
         help="Beam flags for ExampleGen, StatisticsGen, Transform and Evaluator, one string, e.g. "
         "'--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp'",
     )
+    spans = parser.add_argument_group("arriving data and caching")
+    spans.add_argument(
+        "--span-pattern",
+        default=configs.SPAN_PATTERN,
+        help="how span folders under the data root are named: {SPAN} a number, or {YYYY}, {MM} "
+        "and {DD} a date (default: %(default)s; a root without them is one span)",
+    )
+    spans.add_argument(
+        "--span-window",
+        type=int,
+        default=configs.SPAN_WINDOW,
+        help="train on the last N spans (default: %(default)s, all of them)",
+    )
+    spans.add_argument(
+        "--train-without-new-data",
+        action="store_true",
+        help="train even when the window is what the served model was trained on",
+    )
+    spans.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="run every step again (the same results, slower): by default a step whose inputs "
+        "and parameters are unchanged reuses its earlier result",
+    )
     parser.add_argument(
         "--model-name",
         default=configs.MODEL_NAME,
@@ -107,3 +132,18 @@ def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:
 def beam_pipeline_args(default: list[str], args: argparse.Namespace) -> list[str]:
     """--beam-pipeline-args split into flags, else `default`."""
     return shlex.split(args.beam_pipeline_args) if args.beam_pipeline_args else list(default)
+
+
+def span_settings(args: argparse.Namespace) -> dict:
+    """create_pipeline's arguments for arriving data, from the flags."""
+    from data import spans
+
+    if args.span_window < 0:
+        raise ValueError("--span-window counts spans: 0 (all) or more")
+    spans.pattern_regex(args.span_pattern)  # a pattern it cannot use fails here, saying why
+    return {
+        "span_pattern": args.span_pattern,
+        "span_window": args.span_window,
+        "train_without_new_data": args.train_without_new_data,
+        "enable_cache": args.cache,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from data.ingest_options import IngestOptions
+from data.spans import DEFAULT_PATTERN as DEFAULT_SPAN_PATTERN
 from model.options import TrainOptions
 
 PIPELINE_NAME = "video-swin-tfx"  # [a-z0-9][a-z0-9-]{0,127}: valid for Kubeflow too
@@ -75,6 +76,12 @@ SYNTHETIC_TRAIN_OPTIONS = TrainOptions(
     eval_clips=1,
     eval_crops=1,
 )
+
+# Arriving data (data/spans.py): span folders under the data root, e.g. span-0/, span-1/ or
+# 2026-11-30/; a root without them is one span. A run trains on the last SPAN_WINDOW spans
+# (0: all of them), and only when they differ from what the served model was trained on.
+SPAN_PATTERN = DEFAULT_SPAN_PATTERN  # "span-{SPAN}"; dates: "{YYYY}-{MM}-{DD}"
+SPAN_WINDOW = 0
 
 # Evaluator: a model is blessed when its top-1 accuracy on the eval split (overall, not per
 # class) reaches MIN_ACCURACY and does not fall below the last blessed model's.

@@ -30,6 +30,12 @@ What the adapter does, each read in kubeflow/pipelines' backend (backend/src/v2,
   TFJob or Vertex AI Trainer. Those need a root TensorFlow reads everywhere: gs://.
   Data roots and serving directories are not artifacts: data.storage reads them (s3:// through
   Beam's S3 client) and components.s3_fileio gives TFX's Pusher s3://.
+- **Examples the launcher does not download.** The Trainer's training window names the Examples
+  of earlier spans by URI (its custom_config, components/spans.py), where VideoExampleGen stored
+  them: a single artifact per input is all KFP hands a step (launcher_v2.go merges only the first
+  of an output's artifacts, uploadOutputArtifacts). In the pod those are copied from s3:// or
+  minio:// to the same mirror the launcher uses, their training split only, and the plan names
+  the copies (gs:// and local paths TensorFlow reads where they are), with their counts.json.
 
 `KFP_LAUNCHER_MIRROR_ROOT` (default "/") is where the mirrors lie. The launcher's are fixed at
 /gcs, /minio and /s3; the variable is the seam that lets tests play the launcher without root.
@@ -75,6 +81,13 @@ def default_serving_dir(pipeline_root: str) -> str:
     if root.startswith("minio://"):
         root = "s3://" + root[len("minio://") :]
     return f"{root}/serving"
+
+
+def default_span_registry(pipeline_root: str, pipeline_name: str) -> str:
+    """<pipeline root>/<pipeline>/spans, the registry of ingested spans (components/spans.py),
+    which the steps read and write themselves: s3:// for KFP's minio:// root, as the serving dir."""
+    root = default_serving_dir(pipeline_root).removesuffix("/serving")
+    return f"{root}/{pipeline_name}/spans"
 
 
 def check_storage(
@@ -219,6 +232,37 @@ def make_output_dirs(executor_input: dict) -> None:
     outputs_utils.make_output_dirs(tfx_utils.parse_raw_artifact_dict(parsed.outputs.artifacts))
 
 
+def fetch_window(executor_input: dict, root: str = "/") -> list[str]:
+    """Copies the training split (and counts) of each Examples the Trainer's plan names on s3://
+    or minio:// into the pod's mirror and names the copies in the plan; returns the copies."""
+    from data import counts, storage
+    from model.options import SPANS_KEY
+
+    values = executor_input.get("inputs", {}).get("parameterValues", {})
+    config = json.loads(values.get("custom_config") or "{}")
+    plan = config.get(SPANS_KEY) if isinstance(config, dict) else None
+    if not plan or not plan.get("train"):
+        return []
+    copies = []
+    for i, uri in enumerate(plan["examples"]):
+        local = local_path(uri, root)
+        if local is None or uri.startswith("gs://"):
+            continue
+        examples = "s3://" + uri.split("://", 1)[1]  # MinIO speaks S3
+        names = [f"Split-train/{name}" for name in storage.files(f"{examples}/Split-train")]
+        if storage.exists(f"{examples}/{counts.COUNTS_FILE}"):  # the epoch size, without a read
+            names.append(counts.COUNTS_FILE)
+        for name in names:
+            target = os.path.join(local, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with storage.open(f"{examples}/{name}", "rb") as f, open(target, "wb") as out:
+                out.write(f.read())
+        plan["examples"][i] = local
+        copies.append(local)
+    values["custom_config"] = json.dumps(config, sort_keys=True)
+    return copies
+
+
 def run(args, beam_args: list[str]) -> None:
     """TFX's entry point on the adapted ExecutorInput; then its ExecutorOutput adapted back."""
     root = mirror_root()
@@ -234,6 +278,8 @@ def run(args, beam_args: list[str]) -> None:
     if in_pod:
         logging.info("Artifacts read and written in the launcher's local mirror under %s", root)
         make_output_dirs(executor_input)
+        for copy in fetch_window(executor_input, root):
+            logging.info("Training window: an earlier span's examples copied to %s", copy)
     else:
         logging.info("Artifacts stay remote (read by %s)", args.executor_class_path)
     args.json_serialized_invocation_args = json.dumps(executor_input)

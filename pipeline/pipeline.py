@@ -1,21 +1,28 @@
 """The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
 
-VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> AnomaliesGate ->
-Transform (analysis only) -> Trainer (raw examples through the Transform graph) -> Evaluator ->
-Pusher. LatestPushedModel hands the model being served (the
-latest blessed one) to the Trainer as base_model and to the Evaluator as baseline: a scheduled
-retraining run continues from, and must beat, the model being served.
+NewSpans -> VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator ->
+AnomaliesGate -> (RegisterSpans) Transform (analysis only) -> Trainer (raw examples through the
+Transform graph) -> Evaluator -> Pusher. TrainingPlan picks the window of spans to train on and
+finds the served version; LatestPushedModel hands that model (the latest blessed one) to the
+Trainer as base_model and to the Evaluator as baseline: a scheduled retraining run continues
+from, and must beat, the model being served.
+
+Run-time values travel as parameters (`.future()[0].value`), which are in both runners' cache
+keys: with caching on, a run without new data reuses ingestion and transform and trains nothing;
+a run with new data ingests only the new spans (components/spans.py).
 """
 
 from __future__ import annotations
 
-import uuid
+import json
+import posixpath
 
 from tfx import v1 as tfx
 
 from components import batching, tfjob_trainer
 from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
+from components.spans import NewSpans, RegisterSpans, TrainingPlan
 from components.video_example_gen import VideoExampleGen
 from components.video_schema_gen import SchemaGen
 from data.ingest_options import IngestOptions
@@ -40,6 +47,11 @@ def create_pipeline(
     enable_cache: bool = False,
     vertex_training: dict | None = None,
     tfjob: dict | None = None,
+    span_pattern: str = configs.SPAN_PATTERN,
+    span_window: int = configs.SPAN_WINDOW,
+    train_without_new_data: bool = False,
+    span_registry: str | None = None,
+    run_id: str = "",
 ) -> tfx.dsl.Pipeline:
     """schema_path: a curated schema to validate against (ImportSchemaGen); None infers one from
     this data (SchemaGen), which can then only flag problems inside this one data set.
@@ -52,13 +64,31 @@ def create_pipeline(
     pipeline must then run where Vertex is reachable (Vertex AI Pipelines, or KFP on GCP).
     tfjob: components.tfjob_trainer.TFJobSettings' fields: runs the Trainer as a multi-worker
     TFJob of Kubeflow's Training Operator (which sets TF_CONFIG) on the cluster running the step.
+    span_pattern: how span folders under data_root are named (data/spans.py); a root without
+    them is one span. span_window: train on the last N spans (0: all). train_without_new_data:
+    train even when the window is what the served model was trained on.
+    span_registry: where ingested spans are recorded (default <pipeline_root>/spans).
+    run_id: a value that differs in every run where a cache would otherwise reuse the span
+    resolvers (Kubeflow: components.spans.KFP_RUN_ID); locally their drivers key the cache.
     """
     if vertex_training and tfjob:
         raise ValueError("the Trainer runs on Vertex AI or as a TFJob, not both")
     if not validate_only and not serving_dir:
         raise ValueError("serving_dir is required unless validate_only")
     train_options = train_options or train.TrainOptions()
-    example_gen = VideoExampleGen(input_base=data_root, ucf_split=ucf_split, options=ingest_options)
+    registry = span_registry or posixpath.join(pipeline_root, "spans")
+    new_spans = NewSpans(
+        data_root=data_root, span_registry=registry, span_pattern=span_pattern, run=run_id
+    )
+    ingest = new_spans.outputs["ingest"].future()[0].value
+    example_gen = VideoExampleGen(
+        input_base=data_root,
+        ucf_split=ucf_split,
+        options=ingest_options,
+        spans=ingest,
+        span_pattern=span_pattern,
+        span_registry=registry,
+    )
     statistics_gen = batching.StatisticsGen(
         examples=example_gen.outputs["examples"], stats_options=statistics.stats_options()
     )
@@ -71,7 +101,7 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    validation = [example_gen, statistics_gen, schema_gen, example_validator]
+    validation = [new_spans, example_gen, statistics_gen, schema_gen, example_validator]
     if validate_only:
         return tfx.dsl.Pipeline(
             pipeline_name=pipeline_name,
@@ -85,6 +115,13 @@ def create_pipeline(
     anomalies_gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"], allow_anomalies=allow_anomalies
     )
+    # Validated: later runs may train on these spans where VideoExampleGen stored them.
+    register_spans = RegisterSpans(
+        ingest=ingest,
+        examples_uri=example_gen.outputs["examples_uri"].future()[0].value,
+        span_registry=registry,
+    )
+    register_spans.add_upstream_node(anomalies_gate)
     # The Transform only analyses (the class vocabulary): the Trainer applies its graph to the
     # examples as it reads them, so the data set is stored once.
     transform = batching.Transform(
@@ -96,10 +133,6 @@ def create_pipeline(
         disable_statistics=True,  # statistics of JPEG strings say nothing
     )
     transform.add_upstream_node(anomalies_gate)
-    # Not a Resolver: Kubeflow Pipelines runs none (components/served_model.py).
-    served = LatestPushedModel(
-        serving_dir=serving_dir, lookup=uuid.uuid4().hex if enable_cache else ""
-    )
     trainer_config = {train.OPTIONS_KEY: train_options.to_json()}
     trainer_component = tfx.components.Trainer
     if tfjob:
@@ -116,6 +149,20 @@ def create_pipeline(
                 "worker_pool_specs": vertex_training["worker_pool_specs"],
             },
         }
+    # Not Resolvers: Kubeflow Pipelines runs none (components/spans.py, served_model.py).
+    plan = TrainingPlan(
+        data_root=data_root,
+        span_registry=registry,
+        serving_dir=serving_dir,
+        trainer_settings=json.dumps(trainer_config, sort_keys=True),
+        span_pattern=span_pattern,
+        window=span_window,
+        train_without_new_data=train_without_new_data,
+        run=run_id,
+    )
+    served = LatestPushedModel(
+        serving_dir=serving_dir, version=plan.outputs["served_version"].future()[0].value
+    )
     trainer = trainer_component(
         run_fn=configs.RUN_FN,
         examples=example_gen.outputs["examples"],
@@ -126,6 +173,9 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=trainer_config,
     )
+    # The Trainer's custom_config as TrainingPlan wrote it: the same settings plus the plan.
+    trainer.exec_properties["custom_config"] = plan.outputs["trainer_config"].future()[0].value
+    trainer.add_upstream_node(plan)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -150,7 +200,9 @@ def create_pipeline(
         components=[
             *validation,
             anomalies_gate,
+            register_spans,
             transform,
+            plan,
             served,
             trainer,
             evaluator,

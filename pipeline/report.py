@@ -1,8 +1,9 @@
 """What a pipeline run did, for a person: metrics, blessing and why, where the model went, plots.
 
-Read back from ML Metadata and the artifacts the run wrote (only artifacts newer than
-`since_id`, the newest artifact id before the run started), so a run that stopped early says so
-instead of reporting an older run's results.
+Read back from ML Metadata and the artifacts the run's executions output (executions newer
+than `since_id`, the newest execution id before the run started), so a run that stopped early
+says so instead of reporting an older run's results, and a step the cache reused reports the
+earlier result it handed on, marked as reused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ class RunReport:
     class_names: list[str] = dataclasses.field(default_factory=list)
     confusion: list[list[float]] | None = None  # [actual][predicted] counts
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    baseline_accuracy: float | None = None  # the served model's top-1 on the same eval data
+    served_version: str = ""  # the model being served when the run started ("" : none)
+    trained: bool | None = None  # None: the Trainer did not run
+    not_trained: str = ""  # why the Trainer made no model
+    spans: list[int] = dataclasses.field(default_factory=list)  # the window trained on
+    ingested: list[int] = dataclasses.field(default_factory=list)  # the spans of the examples
+    ingestion: str = ""  # "new", "reused" (registered) or "cached"
+    cached: list[str] = dataclasses.field(default_factory=list)  # components the cache reused
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -48,16 +57,44 @@ def _store(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def newest_artifact_id_at(metadata_path: str) -> int:
-    """The newest artifact id in the metadata (0 before the first run)."""
+def newest_execution_id_at(metadata_path: str) -> int:
+    """The newest execution id in the metadata (0 before the first run)."""
     if not os.path.exists(metadata_path):
         return 0
-    return max((a.id for a in _store(metadata_path).get_artifacts()), default=0)
+    return max((e.id for e in _store(metadata_path).get_executions()), default=0)
 
 
-def _newest(store, type_name: str, since_id: int):
-    artifacts = [a for a in store.get_artifacts_by_type(type_name) if a.id > since_id]
-    return max(artifacts, key=lambda a: a.id) if artifacts else None
+class _RunOutputs:
+    """The outputs of the executions newer than `since_id` (one run's): by artifact type, the
+    newest execution's; and which components' executions were reused from the cache."""
+
+    def __init__(self, store, since_id: int):
+        from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+        executions = [e for e in store.get_executions() if e.id > since_id]
+        types = {t.id: t.name for t in store.get_execution_types()}
+        self.cached = sorted(
+            types[e.type_id].rsplit(".", 1)[-1]
+            for e in executions
+            if e.last_known_state == mlmd.Execution.CACHED
+        )
+        events = store.get_events_by_execution_ids([e.id for e in executions]) if executions else []
+        outputs = sorted(
+            (e for e in events if e.type == mlmd.Event.OUTPUT), key=lambda e: e.execution_id
+        )
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in outputs])}
+        type_names = {t.id: t.name for t in store.get_artifact_types()}
+        self._by_type: dict[str, list] = {}
+        for event in outputs:
+            artifact = artifacts[event.artifact_id]
+            self._by_type.setdefault(type_names[artifact.type_id], []).append(artifact)
+
+    def all(self, type_name: str) -> list:
+        """Every artifact of the type the run output, in execution order."""
+        return self._by_type.get(type_name, [])
+
+    def newest(self, type_name: str):
+        return (self.all(type_name) or [None])[-1]
 
 
 def _value(metrics: dict, name: str) -> float | None:
@@ -106,6 +143,12 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
         report.views = _evaluated_views(config)
     gated = evaluation.MULTI_VIEW_OUTPUT if multi_view else ""  # the gated metrics' output
     single = evaluation.SINGLE_VIEW_OUTPUT if multi_view else ""
+    if report.has_baseline:  # the served model's score on the metric that gates blessing
+        for slice_key, metrics in tfma.load_eval_result(uri, model_name="baseline").slicing_metrics:
+            if not slice_key:
+                report.baseline_accuracy = _value(
+                    metrics.get(gated, {}).get("", {}), evaluation.ACCURACY
+                )
     result = tfma.load_eval_result(uri, model_name=candidate or None)
     for slice_key, metrics in result.slicing_metrics:
         values = metrics.get(gated, {}).get("", {})
@@ -159,26 +202,31 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
 
 
 def collect(metadata_path: str, since_id: int = 0) -> RunReport:
-    """The newest run's results from the pipeline's ML Metadata (SQLite) and artifacts."""
+    """The results of the run whose executions are newer than `since_id` (newest_execution_id_at
+    before it started), from the pipeline's ML Metadata (SQLite) and artifacts."""
     store = _store(metadata_path)
-    report = RunReport()
-    evaluation_artifact = _newest(store, "ModelEvaluation", since_id)
-    if evaluation_artifact:
+    run = _RunOutputs(store, since_id)
+    report = RunReport(cached=run.cached)
+    _read_spans(report, run)
+    evaluation_artifact = run.newest("ModelEvaluation")
+    if evaluation_artifact and os.path.exists(
+        os.path.join(evaluation_artifact.uri, "eval_config.json")
+    ):
         _read_evaluation(report, evaluation_artifact.uri)
-    blessing = _newest(store, "ModelBlessing", since_id)
+    blessing = run.newest("ModelBlessing")
     if blessing:
         report.blessed = bool(blessing.custom_properties["blessed"].int_value)
-    pushed = _newest(store, "PushedModel", since_id)
-    if pushed and pushed.custom_properties["pushed"].int_value:
+    pushed = run.newest("PushedModel")
+    if pushed and pushed.custom_properties["pushed"].int_value and "Pusher" not in run.cached:
         report.pushed_to = pushed.custom_properties["pushed_destination"].string_value
-    model_run = _newest(store, "ModelRun", since_id)
+    model_run = run.newest("ModelRun")
     if model_run:
         report.model_run_dir = model_run.uri
         history = os.path.join(model_run.uri, "history.json")
         if os.path.exists(history):
             with open(history) as f:
                 report.history = json.load(f)
-    transform_graph = _newest(store, "TransformGraph", since_id)
+    transform_graph = run.newest("TransformGraph")
     if transform_graph:
         import tensorflow_transform as tft
 
@@ -186,6 +234,40 @@ def collect(metadata_path: str, since_id: int = 0) -> RunReport:
 
         report.class_names = train.read_class_names(tft.TFTransformOutput(transform_graph.uri))
     return report
+
+
+def _read_spans(report: RunReport, run: _RunOutputs) -> None:
+    """Which spans the examples hold and how they came (VideoExampleGen), the served version
+    (LatestPushedModel), whether and on which spans the Trainer trained (its record)."""
+    from components.served_model import SOURCE_PROPERTY
+    from model.options import TRAINING_RECORD
+
+    ingested = [a for a in run.all("Examples") if "spans" in a.custom_properties]
+    examples = ingested[-1] if ingested else None  # VideoExampleGen's (not the Transform's)
+    if examples is not None:
+        spans = examples.custom_properties.get("spans")
+        report.ingested = [int(n) for n in spans.string_value.split(",")] if spans else []
+        reused = examples.custom_properties.get("reused")
+        report.ingestion = (
+            "cached"
+            if "VideoExampleGen" in run.cached
+            else "reused"
+            if reused and reused.int_value
+            else "new"
+        )
+    models = run.all("Model")
+    for model in models:
+        if SOURCE_PROPERTY in model.custom_properties:  # LatestPushedModel's copy
+            source = model.custom_properties[SOURCE_PROPERTY].string_value
+            report.served_version = os.path.basename(source)
+            continue
+        record_path = os.path.join(model.uri, TRAINING_RECORD)
+        if os.path.exists(record_path):  # the Trainer's
+            with open(record_path) as f:
+                record = json.load(f)
+            report.trained = record.get("trained", True)
+            report.not_trained = "" if report.trained else record.get("reason", "")
+            report.spans = record.get("spans", [])
 
 
 def write_plots(report: RunReport, output_dir: str) -> list[str]:
@@ -235,16 +317,45 @@ def write_plots(report: RunReport, output_dir: str) -> list[str]:
     return written
 
 
+def data_lines(report: RunReport) -> list[str]:
+    """Which spans the run ingested or reused, and which it trained on."""
+    from components.spans import span_ranges
+
+    if not report.ingested:
+        return []
+    how = {
+        "new": "ingested in this run",
+        "reused": "ingested earlier (registered; not ingested again)",
+        "cached": "ingested earlier (the cache reused ingestion and what follows)",
+    }[report.ingestion or "new"]
+    line = (
+        f"Data: span{'s' if len(report.ingested) > 1 else ''} {span_ranges(report.ingested)} {how}"
+    )
+    if report.trained and report.spans:
+        line += f"; trained on spans {span_ranges(report.spans)}"
+        if "Trainer" in report.cached:
+            line += " (an earlier run's model: the cache reused training on the same data)"
+    return [line + "."]
+
+
 def summary_lines(report: RunReport, min_accuracy: float) -> list[str]:
-    lines = []
+    lines = data_lines(report)
+    if report.trained is False:
+        served = report.served_version or "nothing"
+        return lines + [
+            f"No training: {report.not_trained}. Nothing evaluated or pushed; still served: "
+            f"{served}. (--train-without-new-data trains anyway.)"
+        ]
     if report.accuracy is None:
-        return ["No evaluation: the run stopped before the Evaluator (see the error above)."]
+        return lines + [
+            "No evaluation: the run stopped before the Evaluator (see the error above)."
+        ]
     weakest = min(report.per_class.items(), key=lambda kv: kv[1], default=None)
     weakest_text = f"; weakest class {weakest[0]} {weakest[1]:.2f}" if weakest else ""
     single = f"top-1 {report.accuracy:.3f}, top-5 {report.top_k_accuracy:.3f}"
     if report.views_accuracy is None:
         lines.append(f"Eval split: {single} on {report.eval_examples} clips{weakest_text}")
-        gate = "top-1"
+        gate, gated = "top-1", report.accuracy
     else:
         views = views_text(report.views)
         lines.append(
@@ -252,17 +363,25 @@ def summary_lines(report: RunReport, min_accuracy: float) -> list[str]:
             f"{report.views_accuracy:.3f}, top-5 {report.views_top_k_accuracy:.3f}; "
             f"one view (serving_default) {single}{weakest_text}"
         )
-        gate = f"top-1 ({views})"
-    baseline = (
-        "against the last blessed model" if report.has_baseline else "first model, no baseline"
-    )
+        gate, gated = f"top-1 ({views})", report.views_accuracy
+    if report.baseline_accuracy is not None:
+        versus = f"{gate} {gated:.3f} vs served {report.baseline_accuracy:.3f}"
+        if report.served_version:
+            versus += f" ({report.served_version})"
+    elif report.has_baseline:
+        versus = f"{gate} {gated:.3f}"
+    else:
+        versus = f"{gate} {gated:.3f}, first model (nothing served)"
     if report.blessed:
-        lines.append(f"BLESSED: {gate} >= {min_accuracy:.2f} ({baseline}).")
+        rule = "not below the served model" if report.has_baseline else "no baseline"
+        lines.append(f"{versus}: BLESSED (>= {min_accuracy:.2f}, {rule}).")
     else:
         why = "; ".join(report.reasons) or "see the Evaluator's validations"
-        lines.append(f"NOT BLESSED: {why}.")
+        lines.append(f"{versus}: NOT BLESSED: {why}.")
     if report.pushed_to:
         lines.append(f"Pushed to {report.pushed_to}")
+    elif report.blessed and "Pusher" in report.cached:
+        lines.append("Nothing new pushed: the cache reused an earlier run's push.")
     else:
         lines.append("Nothing pushed (only blessed models are).")
     return lines

@@ -74,12 +74,15 @@ def small_spec():
 
 # The pipeline's components with a curated schema (ImportSchemaGen), as create_pipeline lists them.
 PIPELINE_COMPONENTS = (
+    "NewSpans",
     "VideoExampleGen",
     "StatisticsGen",
     "ImportSchemaGen",
     "ExampleValidator",
     "AnomaliesGate",
+    "RegisterSpans",
     "Transform",
+    "TrainingPlan",
     "LatestPushedModel",
     "Trainer",
     "Evaluator",
@@ -203,16 +206,23 @@ def pipeline_run(small_synthetic_root, tmp_path_factory):
 def retrain_run(pipeline_run):
     """A second run on the same metadata (a scheduled retraining) whose threshold cannot be met.
 
-    Caching reuses ExampleGen .. Transform (same inputs); the Trainer gets the model the first
-    run pushed as base_model and the Evaluator compares against it.
+    Caching reuses ExampleGen .. Transform (same inputs); the Trainer, told to train again on the
+    data the served model was trained on, gets the model the first run pushed as base_model and
+    the Evaluator compares against it.
     """
     import pathlib
 
     from pipeline import report
 
     root = pathlib.Path(pipeline_run["pipeline_root"]).parent
-    since = report.newest_artifact_id_at(pipeline_run["metadata"])
-    paths = run_pipeline(root, pipeline_run["data_root"], min_accuracy=1.01, enable_cache=True)
+    since = report.newest_execution_id_at(pipeline_run["metadata"])
+    paths = run_pipeline(
+        root,
+        pipeline_run["data_root"],
+        min_accuracy=1.01,
+        enable_cache=True,
+        train_without_new_data=True,
+    )
     return {**paths, "since": since}
 
 

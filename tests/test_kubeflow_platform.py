@@ -119,3 +119,31 @@ def test_s3_credentials_secret_forms():
     for bad in ("aws:id", ":id:key", "aws:id:"):
         with pytest.raises(ValueError, match="--s3-credentials-secret"):
             kp.s3_secret(bad, gcs)
+
+
+def test_upstream_parameters_name_their_task_and_resolvers_run_every_time():
+    """TFX 1.16 names a run-time parameter's producer "<id>_task"; KFP's driver looks the task up
+    by its name. The span resolvers' caching option is turned off, the others' kept."""
+    spec = _spec()
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks["Trainer"]["inputs"] = {
+        "parameters": {
+            "custom_config": {
+                "taskOutputParameter": {
+                    "producerTask": "StatisticsGen_task",
+                    "outputParameterKey": "trainer_config",
+                }
+            }
+        }
+    }
+    for task in tasks.values():
+        task["cachingOptions"] = {"enableCache": True}
+    kp.name_parameter_producers(spec)
+    param = tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["taskOutputParameter"]
+    assert param["producerTask"] == "StatisticsGen"
+    kp.run_every_time(spec, ["StatisticsGen", "NotInThisSpec"])
+    assert tasks["StatisticsGen"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["Trainer"]["cachingOptions"] == {"enableCache": True}
+    param["producerTask"] = "Gone_task"
+    with pytest.raises(ValueError, match="no task 'Gone_task'"):
+        kp.name_parameter_producers(spec)

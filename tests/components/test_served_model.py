@@ -32,8 +32,17 @@ def _baseline_seen_by_tfma(tmp_path, monkeypatch, signatures, views) -> bool:
         _export(baseline.uri, signatures)
     config = evaluation.eval_config(0.5, views)
     properties = {standard_component_specs.EVAL_CONFIG_KEY: json_format.MessageToJson(config)}
+    candidate = standard_artifacts.Model()  # a model the Trainer made in this run
+    candidate.uri = str(tmp_path / "candidate")
+    _export(candidate.uri, ("serving_default",))
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
     key = standard_component_specs.BASELINE_MODEL_KEY
-    served_model.EvaluatorExecutor().Do({key: [baseline], "model": []}, {}, properties)
+    served_model.EvaluatorExecutor().Do(
+        {key: [baseline], standard_component_specs.MODEL_KEY: [candidate]},
+        {standard_component_specs.BLESSING_KEY: [blessing]},
+        properties,
+    )
     return key in seen
 
 

@@ -97,3 +97,50 @@ def test_changing_one_video_inside_a_class_folder_changes_the_fingerprint(tmp_pa
         assert top_level_only == example_gen_utils.calculate_splits_fingerprint_span_and_version(
             str(root), [example_gen_pb2.Input.Split(name="all", pattern="*")]
         )
+
+
+def test_ingests_only_the_spans_given_and_hands_on_registered_ones(tmp_path):
+    """NewSpans' value names span 1 (span 0 is registered): only span 1's videos are ingested.
+    Once span 1 is registered, the same value ingests nothing: the output is the registered
+    Examples (its URI), and nothing is written where the new artifact would have been."""
+    from components import spans as spans_lib
+    from data import spans
+    from tests.helpers import add_span
+
+    data, registry = tmp_path / "data", str(tmp_path / "registry")
+    for number in (0, 1):
+        add_span(data, number)
+    both = spans_lib.resolve_ingest(str(data), spans.DEFAULT_PATTERN, registry)
+    spans_lib.register(registry, {"spans": both["spans"][:1]}, "/e0")  # span 0: ingested before
+    given = spans_lib.resolve_ingest(str(data), spans.DEFAULT_PATTERN, registry)
+    assert [s["span"] for s in given["spans"]] == [1]
+    component = VideoExampleGen(
+        input_base=str(data), spans=spans_lib.dumps(given), span_registry=registry
+    )
+    exec_properties = {
+        k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
+        for k, v in component.exec_properties.items()
+    }
+
+    def run(uri):
+        examples, uri_out = standard_artifacts.Examples(), standard_artifacts.String()
+        examples.uri, uri_out.uri = str(uri), str(tmp_path / f"{uri.name}.value")
+        executor = Executor(BaseBeamExecutor.Context(beam_pipeline_args=IN_PROCESS))
+        executor.Do({}, {"examples": [examples], "examples_uri": [uri_out]}, exec_properties)
+        return examples, uri_out.value
+
+    examples, uri = run(tmp_path / "first")
+    assert uri == examples.uri == str(tmp_path / "first")
+    listing = ucf101.list_videos(str(data / "span-1"), 1)
+    ids = {value(e["video_id"])[0].decode() for e in read_examples(tmp_path / "first/Split-*/*.gz")}
+    assert ids == {r.video_id for r in listing.records} and len(ids) == 12
+    paths = {value(e["label_name"])[0].decode() for e in read_examples(tmp_path / "first/*/*.gz")}
+    assert paths == {"ShiftLeft", "ShiftRight"}
+    assert examples.span == 1 and examples.get_string_custom_property("spans") == "1"
+
+    spans_lib.register(registry, given, examples.uri)
+    again, uri = run(tmp_path / "second")
+    assert again.uri == uri == str(tmp_path / "first")
+    assert again.get_int_custom_property("reused") == 1
+    assert again.split_names == '["train", "eval"]'
+    assert not (tmp_path / "second").exists() or not list((tmp_path / "second").iterdir())

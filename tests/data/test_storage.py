@@ -35,6 +35,9 @@ def test_files_and_folders(bucket):
         (f"{bucket}/a/b", [], ["c.txt"]),
     ]
     assert list(storage.walk(f"{bucket}/none")) == []
+    files = storage.files(f"{bucket}/a")
+    assert sorted(files) == ["b/c.txt", "d.bin"] and files["d.bin"][0] == 2
+    assert storage.files(f"{bucket}/a/b/") == {"c.txt": files["b/c.txt"]}
 
 
 def test_videos_listed_and_decoded_from_s3(bucket, synthetic_root, s3_env):

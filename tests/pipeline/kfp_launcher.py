@@ -45,13 +45,26 @@ steps read and write it directly; nothing is downloaded or uploaded.
   preCacheCheck driver runs first and writes the output file the executor then reads,
   deprecated `constantValue` parameters arrive as `inputs.parameters`, and input artifacts carry
   their declared types; local roots only, no launcher mirror.
-Nothing is cached.
+
+Caching, as the driver does it (backend/src/v2/driver/driver.go getFingerPrint and
+getFingerPrintsAndID, from 2.14 driver/cache.go and container.go; cacheutils/cache.go
+GenerateCacheKey and GenerateFingerPrint; component/launcher_v2.go for the entry written after a
+success): a task whose `cachingOptions.enableCache` is true (and caching is not off server-wide)
+gets a fingerprint, the sha256 of the JSON of a CacheKey: its input artifacts' names (ML
+Metadata ids), its input parameter *values* as resolved (upstream outputs, and from 2.5 the
+driver's placeholders such as {{$.pipeline_job_uuid}}), its output artifacts without URIs, its
+output parameters' types, and the container's image and unsubstituted command and args. The
+newest earlier task of the same pipeline name and namespace with that fingerprint that
+succeeded is reused: no pod runs, and the cached execution's output artifacts (the same ML
+Metadata artifacts, so the same ids downstream) and output parameters are handed on. Runs share
+ML Metadata and the cache through a `Cluster`, which run_pipeline_spec takes.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -121,6 +134,91 @@ class Release:
     def session_info(self) -> bool:  # metadata/client.go RecordArtifact store_session_info
         return self._v >= (2, 4)
 
+    @property
+    def run_placeholders(self) -> bool:  # driver resolveInputs: {{$.pipeline_job_uuid}}..., 2.5+
+        return self._v >= (2, 5)
+
+
+@dataclasses.dataclass
+class Cluster:
+    """What a Kubeflow Pipelines deployment keeps across runs: ML Metadata's ids (input artifacts
+    are named by them) and executions' outputs, and the API server's table of cached tasks
+    (fingerprint, pipeline, namespace -> ML Metadata execution id). cache_disabled: caching off
+    server-wide (the driver's and launcher's --cache_disabled)."""
+
+    namespace: str = "kubeflow"
+    cache_disabled: bool = False
+    artifact_ids: int = 0
+    execution_ids: int = 0
+    executions: dict[int, TaskResult] = dataclasses.field(default_factory=dict)
+    cache: list[tuple[str, str, str, int]] = dataclasses.field(default_factory=list)
+
+    def lookup(self, fingerprint: str, pipeline: str) -> TaskResult | None:
+        """cacheutils GetExecutionCache: the newest task with the fingerprint (created_at desc)."""
+        for entry in reversed(self.cache):
+            if entry[:3] == (fingerprint, f"pipeline/{pipeline}", self.namespace):
+                return self.executions[entry[3]]
+        return None
+
+
+def cache_key(
+    inputs: pb.ExecutorInput.Inputs,
+    outputs: pb.ExecutorInput.Outputs,
+    component: pb.ComponentSpec,
+    container: pb.PipelineDeploymentConfig.PipelineContainerSpec,
+) -> dict:
+    """cacheutils/cache.go GenerateCacheKey, as protojson writes the CacheKey (empty fields
+    left out; pvcNames, from 2.14, are the task's pvc_mount claims: none in these specs)."""
+    key: dict[str, Any] = {}
+    names = {
+        k: {"artifactNames": [a.name for a in v.artifacts]} for k, v in inputs.artifacts.items()
+    }
+    values = {k: json_format.MessageToDict(v) for k, v in inputs.parameter_values.items()}
+    specs = {}
+    for k, listed in outputs.artifacts.items():
+        if listed.artifacts:  # only the first: "TODO: Support multiple artifacts someday"
+            first = listed.artifacts[0]
+            wiped = pb.RuntimeArtifact(name=first.name, type=first.type, metadata=first.metadata)
+            specs[k] = json_format.MessageToDict(wiped)
+    types = {
+        k: pb.ParameterType.ParameterTypeEnum.Name(
+            component.output_definitions.parameters[k].parameter_type
+        )
+        for k in outputs.parameters
+    }
+    for field, value in (
+        ("inputArtifactNames", names),
+        ("inputParameterValues", values),
+        ("outputArtifactsSpec", specs),
+        ("outputParametersSpec", types),
+    ):
+        if value:
+            key[field] = value
+    key["containerSpec"] = {
+        "image": container.image,
+        "cmdArgs": [*container.command, *container.args],
+    }
+    return key
+
+
+def fingerprint(key: dict) -> str:
+    """cacheutils GenerateFingerPrint: sha256 of the key as Go's encoding/json re-marshals it
+    (map keys sorted, compact, <, > and & escaped, float64 numbers without a needless .0)."""
+
+    def go(value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+            return int(value)
+        if isinstance(value, dict):
+            return {k: go(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [go(v) for v in value]
+        return value
+
+    text = json.dumps(go(key), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 class ObjectStore:
     """An S3-protocol server (AWS S3, MinIO, moto on loopback) as the launcher reaches it: one
@@ -189,6 +287,9 @@ class TaskResult:
     downloaded: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # input -> keys
     uploaded: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # output -> keys
     volumes: dict[str, Path] = dataclasses.field(default_factory=dict)  # mount path -> folder
+    fingerprint: str = ""  # the cache key's, when the task's caching option is on
+    cached: bool = False  # reused from the cache: no pod ran
+    execution_id: int = 0  # ML Metadata's
 
 
 def load_spec(spec: str | os.PathLike | dict) -> tuple[pb.PipelineSpec, dict]:
@@ -232,6 +333,7 @@ def run_pipeline_spec(
     workdir: str | os.PathLike | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, dict[str, str]] | None = None,
+    cluster: Cluster | None = None,
 ) -> dict[str, TaskResult]:
     """Runs every task of the spec's root DAG; returns task name -> TaskResult.
 
@@ -242,6 +344,7 @@ def run_pipeline_spec(
     AWS_* settings: S3 credentials reach a step only through `env` or the platform spec's
     secret_as_env from `secrets` (the namespace's Kubernetes secrets: name -> {key: value}).
     echo: a text stream that also receives each task's log lines (default: log files only).
+    cluster: ML Metadata and the cache shared with earlier runs (default: a fresh deployment).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -269,6 +372,7 @@ def run_pipeline_spec(
     release = Release(kfp_version, publish_logs)
     run = _Run(spec, deployment, platform, run_root, backend, echo, release, store, Path(workdir))
     run.env, run.secrets = env or {}, secrets or {}
+    run.cluster, run.run_id = cluster or Cluster(), run_id
     order = task_order(spec)
     for name in order:  # KFP's compiler refuses these before the run starts: nothing runs
         run.executor(name)
@@ -282,8 +386,8 @@ def task_order(spec: pb.PipelineSpec) -> list[str]:
     tasks = spec.root.dag.tasks
     needs = {name: set(task.dependent_tasks) | _producers(task) for name, task in tasks.items()}
     for name, deps in needs.items():
-        if unknown := deps - set(tasks):
-            raise SpecRefused(f"task {name} depends on unknown tasks {sorted(unknown)}")
+        if unknown := deps - set(tasks):  # the driver's words (resolve.go)
+            raise SpecRefused(f"task {name}: producer task, {sorted(unknown)[0]}, not in tasks")
     order, done = [], set()
     while len(order) < len(tasks):
         ready = sorted(n for n in tasks if n not in done and needs[n] <= done)
@@ -337,7 +441,8 @@ class _Run:
         self.remote = store is not None
         self.env: dict[str, str] = {}
         self.results: dict[str, TaskResult] = {}
-        self.artifact_ids = 0  # MLMD's ids: the driver names input artifacts by them
+        self.cluster = Cluster()  # ML Metadata's ids (inputs are named by them), the cache
+        self.run_id = ""
 
     def executor(self, name: str) -> pb.PipelineDeploymentConfig.ExecutorSpec:
         task = self.spec.root.dag.tasks[name]
@@ -358,8 +463,39 @@ class _Run:
         component = self.spec.components[task.component_ref.name]
         executor = self.executor(name)
         if executor.HasField("importer"):
-            return self._import(name, component, executor.importer)
-        return self._container(name, task, component, executor.container)
+            result = self._import(name, component, executor.importer)
+        else:
+            result = self._container(name, task, component, executor.container)
+        self.cluster.execution_ids += 1
+        result.execution_id = self.cluster.execution_ids
+        self.cluster.executions[result.execution_id] = result
+        if result.fingerprint and not result.cached:  # launcher_v2.go: after a success only
+            entry = (result.fingerprint, f"pipeline/{self.spec.pipeline_info.name}")
+            self.cluster.cache.append((*entry, self.cluster.namespace, result.execution_id))
+        return result
+
+    def _cached(self, name, task, component, container, executor_input) -> TaskResult:
+        """The driver's cache lookup: a TaskResult handing on an earlier execution's outputs,
+        or one with only the fingerprint (run the task), or None (caching off for it)."""
+        if self.cluster.cache_disabled or not task.caching_options.enable_cache:
+            return None
+        key = cache_key(executor_input.inputs, executor_input.outputs, component, container)
+        found = self.cluster.lookup(fingerprint(key), self.spec.pipeline_info.name)
+        result = TaskResult(name, None, {}, {}, {}, None, fingerprint=fingerprint(key))
+        if found is None:
+            return result
+        # driver cache.go reuseCachedOutputs: every output the driver provisioned must be among
+        # the cached execution's (collectOutputArtifactMetadataFromCache).
+        for key_name in executor_input.outputs.artifacts:
+            if key_name not in found.artifacts:
+                raise TaskFailed(
+                    f"task {name}: unable to find artifact with name {key_name} in mlmd output "
+                    "artifacts"
+                )
+        result.artifacts = {k: found.artifacts[k] for k in executor_input.outputs.artifacts}
+        result.parameters = dict(found.parameters)
+        result.cached = True
+        return result
 
     # ------------------------------------------------------------------ inputs and outputs
 
@@ -370,6 +506,11 @@ class _Run:
             if kind == "runtime_value" and param.runtime_value.HasField("constant"):
                 _refuse_checkout_path(name, key, param.runtime_value.constant)
                 inputs.parameter_values[key].CopyFrom(param.runtime_value.constant)
+                if self.release.run_placeholders and self.backend == "kfp":
+                    text = param.runtime_value.constant.string_value
+                    run = {"{{$.pipeline_job_uuid}}": self.run_id, "{{$.pipeline_task_name}}": name}
+                    if text in run:  # the whole value, as the driver compares it
+                        inputs.parameter_values[key].string_value = run[text]
             elif kind == "runtime_value" and self.backend == "vertex":
                 inputs.parameters[key].CopyFrom(param.runtime_value.constant_value)
             elif kind == "task_output_parameter":
@@ -422,9 +563,9 @@ class _Run:
     def _record(self, task: str, key: str, artifact: pb.RuntimeArtifact) -> dict:
         """The artifact as ML Metadata keeps it and the driver hands it on: an id for a name,
         the metadata converted (mlmd_metadata), KFP's default display_name."""
-        self.artifact_ids += 1
+        self.cluster.artifact_ids += 1
         recorded = json_format.MessageToDict(artifact)
-        recorded["name"] = str(self.artifact_ids)
+        recorded["name"] = str(self.cluster.artifact_ids)
         metadata = recorded.get("metadata", {})
         metadata.setdefault("display_name", key)
         if self.release.session_info and self.backend == "kfp":
@@ -434,10 +575,13 @@ class _Run:
 
     # ------------------------------------------------------------------ the pod's disk
 
+    def _pod_folder(self, name: str) -> Path:
+        return self.workdir / "pods" / self.run_id / name
+
     def _pod(self, name: str, label: str) -> tuple[Path, dict[str, Path]]:
         """A fresh folder for the task's pod; the platform spec's volumes mounted at or above a
         mirror folder become per-task volume folders linked in its place."""
-        pod = self.workdir / "pods" / name
+        pod = self._pod_folder(name)
         if pod.exists():
             raise TaskFailed(f"task {name}: its pod folder {pod} exists already")
         pod.mkdir(parents=True)
@@ -453,7 +597,8 @@ class _Run:
                 ]
                 if not covered:
                     continue
-                volume = self.workdir / "volumes" / name / (mount.get("volumeName") or kind)
+                volume = self.workdir / "volumes" / self.run_id / name
+                volume /= mount.get("volumeName") or kind
                 target = pod / path.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 volume.mkdir(parents=True, exist_ok=True)
@@ -494,7 +639,7 @@ class _Run:
         return env
 
     def _container(self, name, task, component, container) -> TaskResult:
-        pod, volumes = self._pod(name, component.executor_label)
+        pod = self._pod_folder(name)
         executor_input = pb.ExecutorInput(
             inputs=self._inputs(name, task, component),
             outputs=self._outputs(name, component, pod),
@@ -503,6 +648,12 @@ class _Run:
         logs = executor_input.outputs.artifacts.get(EXECUTOR_LOGS)
         if logs and release.logs_retry_suffix:  # qualifyExecutorLogsURI, retry index 0
             logs.artifacts[0].uri += "-0"
+        cached = None
+        if self.backend == "kfp":  # the driver decides before any pod exists
+            cached = self._cached(name, task, component, container, executor_input)
+            if cached and cached.cached:
+                return cached
+        pod, volumes = self._pod(name, component.executor_label)
         _add_defaults(executor_input, component.input_definitions)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
@@ -516,6 +667,7 @@ class _Run:
         }
         result = TaskResult(name, json_format.MessageToDict(executor_input), {}, {}, {}, None)
         result.pod, result.volumes = pod, volumes
+        result.fingerprint = cached.fingerprint if cached else ""
         for key, listed in executor_input.inputs.artifacts.items():  # downloadArtifacts
             for artifact in listed.artifacts:
                 local = self._local(pod, artifact.uri)
@@ -531,11 +683,13 @@ class _Run:
             Path(param.output_file).parent.mkdir(parents=True, exist_ok=True)
         Path(executor_input.outputs.output_file).parent.mkdir(parents=True, exist_ok=True)
 
-        result.log = self.workdir / "logs" / f"{name}.txt"
+        result.log = self.workdir / "logs" / self.run_id / f"{name}.txt"
         result.log.parent.mkdir(parents=True, exist_ok=True)
         writers = [open(result.log, "w")]  # noqa: SIM115 (closed below)
-        if logs and self._local(pod, logs.artifacts[0].uri):  # getLogWriter
-            writers.append(open(self._local(pod, logs.artifacts[0].uri), "w"))  # noqa: SIM115
+        if logs:  # getLogWriter: the mirror, uploaded after (a local root: the file itself)
+            log_file = self._local(pod, logs.artifacts[0].uri) or Path(logs.artifacts[0].uri)
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            writers.append(open(log_file, "w"))  # noqa: SIM115
         try:
             if container.HasField("lifecycle") and container.lifecycle.HasField("pre_cache_check"):
                 if self.backend == "vertex":
@@ -565,7 +719,8 @@ class _Run:
                 result.uploaded[key] = self.store.upload(local, artifact.uri)
             elif local:
                 print(f"[{name}] Local filepath {local} does not exist", file=sys.stderr)
-            if not (local and local.exists()) and key == EXECUTOR_LOGS and release.exact_prefix:
+            on_disk = local.exists() if local else Path(artifact.uri).exists()
+            if not on_disk and key == EXECUTOR_LOGS and release.exact_prefix:
                 continue  # 2.17 records no executor-logs that were never written
             result.artifacts[key] = self._record(name, key, artifact)
         result.parameters = {
@@ -679,10 +834,10 @@ def _substitute(name: str, arg: str, executor_input: pb.ExecutorInput) -> str:
         table[f"{{{{$.inputs.parameters['{key}']}}}}"] = _text(value)
     for key, param in executor_input.outputs.parameters.items():
         table[f"{{{{$.outputs.parameters['{key}'].output_file}}}}"] = param.output_file
+    if left := [p for p in _PLACEHOLDER.findall(arg) if p not in table]:  # in the template
+        raise SpecRefused(f"task {name}: unsupported placeholder {left[0]}")
     for placeholder, value in table.items():
         arg = arg.replace(placeholder, value)
-    if left := _PLACEHOLDER.findall(arg):
-        raise SpecRefused(f"task {name}: unsupported placeholder {left[0]}")
     return arg
 
 

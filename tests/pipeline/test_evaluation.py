@@ -43,7 +43,7 @@ def test_summary_names_both_protocols_and_the_gated_one():
     )
     assert report.summary_lines(one_view, 0.9)[:2] == [
         "Eval split: top-1 0.967, top-5 1.000 on 240 clips",
-        "BLESSED: top-1 >= 0.90 (first model, no baseline).",
+        "top-1 0.967, first model (nothing served): BLESSED (>= 0.90, no baseline).",
     ]
     views = report.RunReport(
         accuracy=0.81,
@@ -60,9 +60,15 @@ def test_summary_names_both_protocols_and_the_gated_one():
     assert report.summary_lines(views, 0.9)[:2] == [
         "Eval split, 3783 videos: 4 clips x 3 crops top-1 0.850, top-5 0.970; one view "
         "(serving_default) top-1 0.810, top-5 0.950; weakest class Archery 0.40",
-        "NOT BLESSED: accuracy 0.850 < the threshold 0.900 (4 clips x 3 crops).",
+        "top-1 (4 clips x 3 crops) 0.850: NOT BLESSED: accuracy 0.850 < the threshold 0.900 "
+        "(4 clips x 3 crops).",
     ]
     views.blessed, views.reasons = True, []
     assert report.summary_lines(views, 0.8)[1] == (
-        "BLESSED: top-1 (4 clips x 3 crops) >= 0.80 (against the last blessed model)."
+        "top-1 (4 clips x 3 crops) 0.850: BLESSED (>= 0.80, not below the served model)."
+    )
+    views.baseline_accuracy, views.served_version = 0.83, "1796034751"
+    assert report.summary_lines(views, 0.8)[1] == (
+        "top-1 (4 clips x 3 crops) 0.850 vs served 0.830 (1796034751): BLESSED (>= 0.80, not "
+        "below the served model)."
     )

@@ -173,3 +173,31 @@ def test_storage_the_steps_cannot_read_is_refused_at_compile_time():
     assert entrypoint.default_serving_dir("minio://mlpipeline/v2/artifacts/") == (
         "s3://mlpipeline/v2/artifacts/serving"
     )
+
+
+def test_the_training_window_on_s3_is_copied_into_the_pod(s3_env, tmp_path):
+    """The Trainer's plan names an earlier span's Examples on minio://: its training split is
+    copied to the launcher's mirror with its counts and the plan names the copy; gs:// stays as it
+    is."""
+    import json
+
+    from model.options import SPANS_KEY
+
+    s3_env.create_bucket(Bucket="mlpipeline")
+    key = "v2/artifacts/p/run-1/VideoExampleGen/u/examples"
+    s3_env.put_object(Bucket="mlpipeline", Key=f"{key}/Split-train/data-0.gz", Body=b"train")
+    s3_env.put_object(Bucket="mlpipeline", Key=f"{key}/Split-eval/data-0.gz", Body=b"eval")
+    s3_env.put_object(Bucket="mlpipeline", Key=f"{key}/counts.json", Body=b'{"train": 1}')
+    plan = {"train": True, "examples": [f"minio://mlpipeline/{key}", "gs://b/examples"]}
+    settings = json.dumps({"options": "{}", SPANS_KEY: plan})
+    executor_input = {"inputs": {"parameterValues": {"custom_config": settings}}}
+    (copy,) = entrypoint.fetch_window(executor_input, str(tmp_path))
+    assert copy == f"{tmp_path}/minio/mlpipeline/{key}"
+    assert (tmp_path / f"minio/mlpipeline/{key}/Split-train/data-0.gz").read_bytes() == b"train"
+    assert not (tmp_path / f"minio/mlpipeline/{key}/Split-eval").exists()
+    assert (tmp_path / f"minio/mlpipeline/{key}/counts.json").read_text() == '{"train": 1}'
+    config = json.loads(executor_input["inputs"]["parameterValues"]["custom_config"])
+    assert config[SPANS_KEY]["examples"] == [copy, "gs://b/examples"]
+    assert config["options"] == "{}"
+    # Other steps, and a plan that trains nothing, are left alone.
+    assert entrypoint.fetch_window({"inputs": {"parameterValues": {"n": 1}}}) == []

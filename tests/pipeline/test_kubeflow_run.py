@@ -12,7 +12,8 @@ import pathlib
 
 import pytest
 import yaml
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
+from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tests.pipeline import kfp_launcher
@@ -103,44 +104,99 @@ def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
     _classifies(version, f"{examples['uri']}/Split-eval")
 
 
+class MinioRuns:
+    """Three runs of one compiled spec on KFP's minio:// root (an S3-protocol server on loopback),
+    played as Kubeflow Pipelines 2.17 with the stock manifests, caching on, one Cluster (ML
+    Metadata and the cache) for all: span 0; span 1 arrived; nothing new. The learning rate is 0,
+    so the second model, warm-started from the first, scores as the served one: not below it,
+    blessed (as in tests/pipeline/test_retraining.py, the same sequence under LocalDagRunner)."""
+
+    ROOT = "minio://mlpipeline/v2/artifacts"
+
+    def __init__(self, workdir, s3_server, client):
+        self.workdir, self.client = workdir, client
+        self.store = kfp_launcher.ObjectStore(
+            s3_server["AWS_ENDPOINT_URL"],
+            s3_server["AWS_ACCESS_KEY_ID"],
+            s3_server["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.env = {"AWS_DEFAULT_REGION": s3_server["AWS_DEFAULT_REGION"]}
+        # The steps' credentials (for the videos and the serving directory) come only from KFP's
+        # MinIO secret, which a minio:// root's spec hands every step (secret_as_env).
+        self.secrets = {
+            "mlpipeline-minio-artifact": {
+                "accesskey": s3_server["AWS_ACCESS_KEY_ID"],
+                "secretkey": s3_server["AWS_SECRET_ACCESS_KEY"],
+            }
+        }
+        self.cluster = kfp_launcher.Cluster()
+        self.runs: list[dict[str, kfp_launcher.TaskResult]] = []
+        endpoint = ("--s3-endpoint", s3_server["AWS_ENDPOINT_URL"])  # the steps' boto3 endpoint
+        self.spec = _compile(
+            workdir,
+            self.ROOT,
+            "s3://videos/tiny",
+            "s3://serving",
+            *endpoint,
+            "--learning-rate",
+            "0",
+        )
+
+    def add_span(self, number: int) -> None:
+        from tests.helpers import add_span
+
+        local = add_span(self.workdir / "videos", number)
+        for path in sorted(local.rglob("*")):
+            if path.is_file():
+                key = f"tiny/span-{number}/{path.relative_to(local)}"
+                self.client.upload_file(str(path), "videos", key)
+
+    def run(self) -> dict[str, kfp_launcher.TaskResult]:
+        results = kfp_launcher.run_pipeline_spec(
+            self.spec,
+            run_id=f"run-{len(self.runs) + 1}",
+            store=self.store,
+            workdir=self.workdir / "work",
+            env=self.env,
+            secrets=self.secrets,
+            cluster=self.cluster,
+        )
+        self.runs.append(results)
+        return results
+
+    def read(self, uri: str) -> bytes:
+        bucket, key = self.store.split(uri)
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture(scope="module")
+def minio_runs(tmp_path_factory, s3_server):
+    import boto3
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in s3_server.items():  # this process reads the store too
+            env.setenv(key, value)
+        client = boto3.client("s3")
+        for bucket in ("mlpipeline", "videos", "serving"):
+            client.create_bucket(Bucket=bucket)
+        runs = MinioRuns(tmp_path_factory.mktemp("minio"), s3_server, client)
+        runs.add_span(0)
+        runs.run()
+        runs.add_span(1)
+        runs.run()
+        runs.run()
+        yield runs
+
+
 @pytest.mark.slow
-def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_server, s3_env):
+def test_compiled_spec_runs_on_minio_to_a_pushed_model(minio_runs, tmp_path):
     """KFP's own default root (minio://mlpipeline/v2/artifacts) on an S3-protocol server, the
     videos and the serving directory on it too (s3://), played as Kubeflow Pipelines 2.17 with
     the stock manifests (executor-logs on): every artifact goes through the launcher's mirror,
     ML Metadata records remote URIs, and the pushed model classifies."""
-    for bucket in ("mlpipeline", "videos", "serving"):
-        s3_env.create_bucket(Bucket=bucket)
-    for path in sorted(tiny_root.rglob("*")):
-        if path.is_file():
-            s3_env.upload_file(str(path), "videos", f"tiny/{path.relative_to(tiny_root)}")
-    root = "minio://mlpipeline/v2/artifacts"
-    endpoint = ("--s3-endpoint", s3_server["AWS_ENDPOINT_URL"])  # the steps' boto3 endpoint
-    spec_file = _compile(tmp_path, root, "s3://videos/tiny", "s3://serving", *endpoint)
-    store = kfp_launcher.ObjectStore(
-        s3_server["AWS_ENDPOINT_URL"],
-        s3_server["AWS_ACCESS_KEY_ID"],
-        s3_server["AWS_SECRET_ACCESS_KEY"],
-    )
-    # The steps' credentials (for the videos and the serving directory) come only from KFP's
-    # MinIO secret, which a minio:// root's spec hands every step (secret_as_env).
-    minio_secret = {
-        "accesskey": s3_server["AWS_ACCESS_KEY_ID"],
-        "secretkey": s3_server["AWS_SECRET_ACCESS_KEY"],
-    }
-    results = kfp_launcher.run_pipeline_spec(
-        spec_file,
-        store=store,
-        workdir=tmp_path / "work",
-        env={"AWS_DEFAULT_REGION": s3_server["AWS_DEFAULT_REGION"]},
-        secrets={"mlpipeline-minio-artifact": minio_secret},
-    )
-
-    def read(uri):
-        bucket, key = store.split(uri)
-        return s3_env.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    examples, version = _check_run(spec_file, results, read)
+    root, store, read = minio_runs.ROOT, minio_runs.store, minio_runs.read
+    results = minio_runs.runs[0]
+    examples, version = _check_run(minio_runs.spec, results, read)
     for name, result in results.items():
         if result.executor_input is None:
             continue  # ImportSchemaGen-style importers have no pod
@@ -153,7 +209,7 @@ def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_s
                 artifact,
             )
             strings = [v for v in artifact["metadata"].values() if isinstance(v, str)]
-            assert not any(str(tmp_path) in v for v in strings), (name, key, strings)
+            assert not any(str(minio_runs.workdir) in v for v in strings), (name, key, strings)
     for split in ("train", "eval"):
         assert store.keys(f"{examples['uri']}/Split-{split}/")
     # Heavy inputs were copied into the Trainer's pod by the launcher, then read there; where the
@@ -181,6 +237,77 @@ def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_s
         eval_split.mkdir(exist_ok=True)
         (eval_split / os.path.basename(key)).write_bytes(read(f"minio://mlpipeline/{key}"))
     _classifies(str(local), str(eval_split))
+
+
+def _ran(results) -> set[str]:
+    return {name for name, result in results.items() if not result.cached}
+
+
+def _plan(results) -> dict:
+    from model.options import SPANS_KEY
+
+    return json.loads(results["TrainingPlan"].parameters["trainer_config"])[SPANS_KEY]
+
+
+@pytest.mark.slow
+def test_a_new_span_is_ingested_alone_and_trained_on_with_the_stored_ones(minio_runs):
+    """The second run, after span 1 arrived: KFP's cache keys, from parameter values, send
+    VideoExampleGen and everything after it to run again, on span 1 only; the Trainer trains on
+    both spans (span 0 where the first run stored it on minio://, copied into its pod), starts
+    from the served model and is compared with it."""
+    first, second = minio_runs.runs[:2]
+    assert _ran(second) == set(second)  # new statistics: a new inferred schema too
+    ingest = json.loads(second["NewSpans"].parameters["ingest"])
+    assert [s["span"] for s in ingest["spans"]] == [1]
+    assert ingest["spans"][0]["path"] == "s3://videos/tiny/span-1"
+    examples = second["VideoExampleGen"].artifacts["examples"]
+    assert examples["metadata"]["span"] == 1 and examples["metadata"]["spans"] == "1"
+    assert examples["metadata"]["num_listed_videos"] == 12  # span 1's videos only
+    plan = _plan(second)
+    first_examples = first["VideoExampleGen"].artifacts["examples"]["uri"]
+    assert plan["spans"] == [0, 1] and plan["examples"] == [first_examples] and plan["train"]
+    trainer_log = second["Trainer"].log.read_text()
+    assert "an earlier span's examples copied to" in trainer_log
+    record = json.loads(
+        minio_runs.read(f"{second['Trainer'].artifacts['model']['uri']}/training.json")
+    )
+    assert record["spans"] == [0, 1] and record["train_examples"] == 16
+    assert record["started_from"].startswith("base model")
+    pushed = first["Pusher"].artifacts["pushed_model"]["metadata"]["pushed_version"]
+    assert second["TrainingPlan"].parameters["served_version"] == pushed
+    blessing = second["Evaluator"].artifacts["blessing"]["metadata"]
+    served_copy = second["LatestPushedModel"].artifacts["model"]["uri"]
+    assert blessing["baseline_model"] == served_copy  # judged against the served model
+    assert blessing["blessed"] == 1  # the same model again (learning rate 0): not below
+    assert blessing["spans"] == "0,1"  # in ML Metadata: the spans that made the model
+    assert second["Pusher"].artifacts["pushed_model"]["metadata"]["pushed"] == 1
+    registry = "s3://mlpipeline/v2/artifacts/video-swin-tfx/spans"
+    entry = json.loads(minio_runs.read(f"{registry}/span-1.json"))
+    assert entry["examples"] == examples["uri"] and entry["examples"].startswith("minio://")
+
+
+@pytest.mark.slow
+def test_without_new_data_the_cache_reuses_ingestion_and_nothing_is_trained(minio_runs):
+    """The third run: the resolvers run (their caching is off, and their run-id parameter is new);
+    every step their values leave unchanged is taken from KFP's cache; the Trainer, told the
+    served model was trained on this window, trains nothing, and nothing is pushed."""
+    second, third = minio_runs.runs[1:]
+    cached = {"VideoExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"}
+    cached |= {"AnomaliesGate", "RegisterSpans", "Transform"}
+    assert cached <= set(third) - _ran(third)
+    assert {"NewSpans", "TrainingPlan"} <= _ran(third)
+    for name in cached:
+        assert third[name].artifacts == second[name].artifacts, name  # the same ML Metadata ids
+    assert third["NewSpans"].parameters == second["NewSpans"].parameters
+    plan = _plan(third)
+    pushed = second["Pusher"].artifacts["pushed_model"]["metadata"]["pushed_version"]
+    assert third["TrainingPlan"].parameters["served_version"] == pushed
+    assert plan["spans"] == [0, 1] and not plan["train"]
+    assert f"the served model {pushed} was trained on these spans" in plan["reason"]
+    assert "No training in this run" in third["Trainer"].log.read_text()
+    blessing = third["Evaluator"].artifacts["blessing"]["metadata"]
+    assert blessing["blessed"] == 0 and "made no model" in blessing["not_evaluated"]
+    assert third["Pusher"].artifacts["pushed_model"]["metadata"]["pushed"] == 0
 
 
 def _classifies(saved_model: str, eval_split: str) -> None:
@@ -462,3 +589,85 @@ def test_what_kfp_cannot_run_is_refused(tmp_path, change, refusal):
     change(spec)
     with pytest.raises(kfp_launcher.SpecRefused, match=refusal):
         kfp_launcher.run_pipeline_spec(spec, tmp_path)
+
+
+# ---------------------------------------------------------------- the driver's cache
+
+
+def _cacheable(spec: dict, *, producer_param=None) -> dict:
+    """_two_tasks with caching on for both tasks and a consumer that only succeeds; the producer
+    takes a parameter `token` when given (a constant: maybe a placeholder)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in tasks.values():
+        task["cachingOptions"] = {"enableCache": True}
+    executors = spec["deploymentSpec"]["executors"]
+    executors["consume_exec"]["container"]["command"] = ["python", "-c", "pass"]
+    if producer_param is not None:
+        spec["components"]["produce"]["inputDefinitions"] = {
+            "parameters": {"token": {"parameterType": "STRING"}}
+        }
+        tasks["produce"]["inputs"] = {
+            "parameters": {"token": {"runtimeValue": {"constant": producer_param}}}
+        }
+    return spec
+
+
+def test_a_task_with_the_same_inputs_is_taken_from_the_cache(tmp_path):
+    """The second run's tasks have the same fingerprints: no pod runs and the consumer gets the
+    first run's artifact (the same ML Metadata id); a changed parameter value runs again."""
+    cluster = kfp_launcher.Cluster()
+    first = kfp_launcher.run_pipeline_spec(_cacheable(_two_tasks()), tmp_path, cluster=cluster)
+    second = kfp_launcher.run_pipeline_spec(
+        _cacheable(_two_tasks()), tmp_path, run_id="run-2", cluster=cluster
+    )
+    for name in ("produce", "consume"):
+        assert not first[name].cached and second[name].cached and second[name].pod is None
+        assert second[name].fingerprint == first[name].fingerprint
+        assert second[name].artifacts == first[name].artifacts
+    assert not (tmp_path / ".pods" / "pods" / "run-2").exists()
+    changed = _cacheable(_two_tasks())
+    changed["root"]["dag"]["tasks"]["consume"]["inputs"]["parameters"]["n"] = {
+        "runtimeValue": {"constant": 3}
+    }
+    third = kfp_launcher.run_pipeline_spec(changed, tmp_path, run_id="run-3", cluster=cluster)
+    assert third["produce"].cached and not third["consume"].cached
+    # The key holds the producer's artifact by its ML Metadata id, not its URI or contents.
+    key = kfp_launcher.cache_key(
+        json_format.ParseDict(third["consume"].executor_input["inputs"], pb.ExecutorInput.Inputs()),
+        json_format.ParseDict(
+            third["consume"].executor_input["outputs"], pb.ExecutorInput.Outputs()
+        ),
+        pb.ComponentSpec(),
+        pb.PipelineDeploymentConfig.PipelineContainerSpec(image="img"),
+    )
+    assert key["inputArtifactNames"] == {
+        "data": {"artifactNames": [first["produce"].artifacts["data"]["name"]]}
+    }
+    assert key["inputParameterValues"] == {"n": 3, "flag": "7"}
+    assert "uri" not in json.dumps(key.get("outputArtifactsSpec", {}))
+
+
+@pytest.mark.parametrize("version, cached", [("2.4.0", True), ("2.5.0", False), ("2.17.0", False)])
+def test_the_run_id_placeholder_keeps_a_task_out_of_the_cache_from_2_5(tmp_path, version, cached):
+    """{{$.pipeline_job_uuid}} in a parameter constant is the run's id from 2.5 (the driver
+    substitutes it), so the task's key differs in every run; before, it is a constant."""
+    cluster = kfp_launcher.Cluster()
+    for run_id in ("run-1", "run-2"):
+        spec = _cacheable(_two_tasks(), producer_param="{{$.pipeline_job_uuid}}")
+        results = kfp_launcher.run_pipeline_spec(
+            spec, tmp_path, run_id=run_id, cluster=cluster, kfp_version=version
+        )
+    assert results["produce"].cached is cached
+    token = results["produce"].executor_input or {}
+    if not cached:
+        assert token["inputs"]["parameterValues"]["token"] == "run-2"
+
+
+def test_a_task_whose_caching_is_off_runs_every_time(tmp_path):
+    cluster = kfp_launcher.Cluster()
+    for run_id in ("run-1", "run-2"):
+        spec = _cacheable(_two_tasks())
+        spec["root"]["dag"]["tasks"]["produce"]["cachingOptions"] = {"enableCache": False}
+        results = kfp_launcher.run_pipeline_spec(spec, tmp_path, run_id=run_id, cluster=cluster)
+    assert not results["produce"].cached and not results["produce"].fingerprint
+    assert not results["consume"].cached  # its input is a new artifact: another fingerprint

@@ -90,10 +90,18 @@ def _container(spec, task):
     return container
 
 
+def _trainer_settings(spec) -> dict:
+    """The Trainer's custom_config as compiled: TrainingPlan's `trainer_settings`, which it hands
+    the Trainer at run time with the run's plan of spans added."""
+    trainer = spec.root.dag.tasks["Trainer"].inputs.parameters["custom_config"]
+    assert trainer.task_output_parameter.producer_task == "TrainingPlan"
+    assert trainer.task_output_parameter.output_parameter_key == "trainer_config"
+    params = spec.root.dag.tasks["TrainingPlan"].inputs.parameters
+    return json.loads(params["trainer_settings"].runtime_value.constant.string_value)
+
+
 def _train_options(spec) -> TrainOptions:
-    params = spec.root.dag.tasks["Trainer"].inputs.parameters
-    custom_config = json.loads(params["custom_config"].runtime_value.constant.string_value)
-    return TrainOptions.from_json(custom_config[OPTIONS_KEY])
+    return TrainOptions.from_json(_trainer_settings(spec)[OPTIONS_KEY])
 
 
 def test_compile_with_no_flags_writes_the_local_pipeline(default_spec):
@@ -111,12 +119,27 @@ def test_compile_with_no_flags_writes_the_local_pipeline(default_spec):
         }
         assert all(order.index(u) < order.index(name) for u in upstream), name
         assert {c.id for c in local.components[order.index(name)].upstream_nodes} == upstream
-    # Kubeflow Pipelines' backend runs containers (no resolvers) and reads parameter constants.
+    # Kubeflow Pipelines' backend runs containers (no resolvers) and reads parameter constants,
+    # and upstream outputs from tasks that exist (TFX names them "<id>_task": renamed).
     for name, task in tasks.items():
         assert _container(spec, name).image == configs.KUBEFLOW_IMAGE, name
         assert _container(spec, name).command == kubeflow_runner.ENTRYPOINT, name
         for param in task.inputs.parameters.values():
-            assert param.runtime_value.HasField("constant"), name
+            upstream = param.task_output_parameter.producer_task
+            assert param.runtime_value.HasField("constant") or upstream in tasks, name
+            assert not upstream or upstream in task.dependent_tasks, name
+    # Every step is cached but the span resolvers, which look at the data in every run.
+    for name, task in tasks.items():
+        assert task.caching_options.enable_cache == (name not in ("NewSpans", "TrainingPlan"))
+    for name in ("NewSpans", "TrainingPlan"):
+        run = tasks[name].inputs.parameters["run"].runtime_value.constant.string_value
+        assert run == "{{$.pipeline_job_uuid}}"
+    ingest = tasks["VideoExampleGen"].inputs.parameters["spans"].task_output_parameter
+    assert (ingest.producer_task, ingest.output_parameter_key) == ("NewSpans", "ingest")
+    registry = f"{configs.KUBEFLOW_PIPELINE_ROOT}/{configs.PIPELINE_NAME}/spans"
+    for name in ("NewSpans", "VideoExampleGen", "RegisterSpans", "TrainingPlan"):
+        value = tasks[name].inputs.parameters["span_registry"].runtime_value.constant
+        assert value.string_value == registry, name
     assert tasks["Trainer"].inputs.artifacts["base_model"].task_output_artifact.producer_task == (
         "LatestPushedModel"
     )
@@ -472,10 +495,11 @@ def test_submit_creates_a_run_with_the_spec_and_its_root(tmp_path, kfp_api, caps
     assert "Trainer_executor" in platform["deploymentSpec"]["executors"]
     assert run["runtime_config"]["pipeline_root"] == "gs://b/r"
     assert run["experiment_id"] == "experiment-1"
-    assert all(
-        task.get("cachingOptions", {}).get("enableCache") in (None, False)
-        for task in tasks.values()
-    )
+    # The spec's own caching options travel as compiled (enable_caching=None).
+    assert {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")} == {
+        "NewSpans",
+        "TrainingPlan",
+    }
     assert "created run run-1" in capsys.readouterr().out
 
 
@@ -661,8 +685,7 @@ def test_several_machines_train_as_a_vertex_custom_job(tmp_path):
         trainer.args
     )
     assert not trainer.resources.HasField("accelerator")  # the pod only waits for the job
-    params = spec.root.dag.tasks["Trainer"].inputs.parameters
-    config = json.loads(params["custom_config"].runtime_value.constant.string_value)
+    config = _trainer_settings(spec)
     assert config["ai_platform_enable_vertex"] is True
     assert config["ai_platform_vertex_region"] == "europe-west4"
     job = config["ai_platform_training_args"]
@@ -686,8 +709,7 @@ def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
     trainer = _container(spec, "Trainer")
     assert "components.tfjob_trainer.TFJobExecutor" in trainer.args
     assert not trainer.HasField("resources")  # the pod only launches the TFJob and waits
-    params = spec.root.dag.tasks["Trainer"].inputs.parameters
-    config = json.loads(params["custom_config"].runtime_value.constant.string_value)
+    config = _trainer_settings(spec)
     assert config["tfjob"] == {
         "image": configs.KUBEFLOW_IMAGE,
         "workers": 3,
@@ -711,12 +733,9 @@ def test_several_machines_on_kubeflow_train_as_a_tfjob(tmp_path):
         assert pod["tolerations"] == config["tfjob"]["tolerations"]
         assert pod["nodeSelector"] == {"pool": "gpu"} and pod["serviceAccountName"] == "trainer"
     # By default: the deadline from configs, the replicas as the steps' own service account.
-    default = json.loads(
-        _spec(_compile(tmp_path, "--workers", "2", filename="d.yaml"))
-        .root.dag.tasks["Trainer"]
-        .inputs.parameters["custom_config"]
-        .runtime_value.constant.string_value
-    )["tfjob"]
+    default = _trainer_settings(_spec(_compile(tmp_path, "--workers", "2", filename="d.yaml")))[
+        "tfjob"
+    ]
     assert default["deadline_seconds"] == configs.KUBEFLOW_TFJOB_DEADLINE_HOURS * 3600
     assert "service_account" not in default
     launcher = _pods(path)["Trainer"]

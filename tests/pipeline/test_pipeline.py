@@ -164,6 +164,7 @@ def test_create_pipeline_wires_the_components():
         "p", "/tmp/root", "/data", ingest_options=ingest.IngestOptions(), validate_only=True
     )
     assert [c.id for c in p.components] == [
+        "NewSpans",
         "VideoExampleGen",
         "StatisticsGen",
         "SchemaGen",

@@ -195,7 +195,10 @@ def test_training_history_and_report(pipeline_run, tmp_path):
     plots = report.write_plots(result, str(tmp_path))
     assert [os.path.basename(p) for p in plots] == ["training_curves.png", "confusion_matrix.png"]
     lines = report.summary_lines(result, 0.0)
-    assert lines[1].startswith("BLESSED") and lines[2].startswith("Pushed to ")
+    assert lines[0] == "Data: span 0 ingested in this run; trained on spans 0."
+    assert lines[1].startswith(f"Eval split, {EVAL_CLIPS} videos: ")  # multi-view: EVAL_VIEWS
+    assert lines[2].endswith(": BLESSED (>= 0.00, no baseline).") and "first model" in lines[2]
+    assert lines[3].startswith("Pushed to ")
     # The run's model record: where it started from, its options and classes.
     with open(_first_run(f"{pipeline_run['pipeline_root']}/Trainer/model/*/training.json")) as f:
         record = json.load(f)
@@ -217,10 +220,14 @@ def test_evaluator_reports_both_protocols_and_gates_on_the_multi_view_one(
     assert first.views == EVAL_VIEWS and first.blessed
     for value in (first.accuracy, first.top_k_accuracy, first.views_accuracy):
         assert 0.0 <= value <= 1.0
-    assert report.summary_lines(first, 0.0)[0].startswith(
+    lines = report.summary_lines(first, 0.0)  # after the line naming the spans
+    assert lines[1].startswith(
         f"Eval split, {EVAL_CLIPS} videos: 3 clips x 1 crop top-1 {first.views_accuracy:.3f}"
     )
-    assert "BLESSED: top-1 (3 clips x 1 crop) >= 0.00" in report.summary_lines(first, 0.0)[1]
+    assert lines[2].startswith(
+        f"top-1 (3 clips x 1 crop) {first.views_accuracy:.3f}, first model (nothing served): "
+        "BLESSED (>= 0.00"
+    )
     (evaluation_dir,) = [
         path
         for path in glob.glob(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
@@ -298,8 +305,12 @@ def test_a_model_below_the_threshold_is_not_blessed_nor_pushed(pipeline_run, ret
     result = report.collect(retrain_run["metadata"], retrain_run["since"])
     assert result.blessed is False and result.pushed_to is None and result.has_baseline
     lines = report.summary_lines(result, 1.01)
-    assert lines[1].startswith("NOT BLESSED: accuracy") and "< the threshold 1.010" in lines[1]
-    assert lines[2] == "Nothing pushed (only blessed models are)."
+    (version,) = _versions(retrain_run["serving_dir"])
+    served = f"vs served {result.baseline_accuracy:.3f} ({version}): NOT BLESSED: accuracy"
+    assert served in lines[2] and "< the threshold 1.010" in lines[2]
+    assert lines[3] == "Nothing pushed (only blessed models are)."
+    # The served model's score is its own on the gated metric (multi-view), on the same data.
+    assert result.baseline_accuracy == pipeline_run["report"].views_accuracy
 
 
 def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path):
