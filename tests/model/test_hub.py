@@ -36,18 +36,18 @@ def test_keras_layer_matches_serving_default_and_trains(
     # All weights are fine-tunable: patch embedding, blocks, norms, relative position tables, head.
     assert len(layer.trainable_weights) == len(tiny_converted_loaded.variables)
     assert not layer.non_trainable_weights
-    before = [w.numpy() for w in layer.trainable_weights]
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    loss = model.train_on_batch(clips, np.array([1, 3]))
-    assert np.isfinite(loss)
-    changed = [
-        not np.array_equal(b, w.numpy())
-        for b, w in zip(before, layer.trainable_weights, strict=True)
-    ]
-    assert all(changed), f"{changed.count(False)} of {len(changed)} weights did not change"
+    # Every weight gets a gradient. Through the deterministic path: in training, stochastic
+    # depth may drop a residual branch for the whole batch, and that branch's weights then get
+    # none in that step (one in ~12 seeds for this model).
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(np.array([1, 3]), model(clips, training=False))
+    gradients = tape.gradient(loss, layer.trainable_weights)
+    zero = [w.name for w, g in zip(layer.trainable_weights, gradients, strict=True)
+            if g is None or not np.any(tf.convert_to_tensor(g).numpy())]  # fmt: skip
+    assert not zero, f"{len(zero)} weights get no gradient: {zero[:5]}"
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss_fn)
+    assert np.isfinite(model.train_on_batch(clips, np.array([1, 3])))
     assert not np.allclose(model(clips, training=False).numpy(), expected, atol=1e-5)
 
 
