@@ -3,6 +3,26 @@
 # the gpu section (TensorFlow's CUDA 12 / cuDNN 8.9 wheels; the host needs only the NVIDIA driver):
 #   docker build -t video-swin-tfx .                          # CPU image
 #   docker build --build-arg GPU=1 -t video-swin-tfx:gpu .    # GPU image (about 3 GB more)
+# Two stages: `wheels` builds the pins the package index has only as source, with a compiler;
+# the image itself has no compiler and installs wheels only.
+
+# The locked pins with no wheel for CPython 3.11 on manylinux x86_64 (the index has only their
+# sources). pyfarmhash 0.3.2 (tensorflow-data-validation needs < 0.4; only 0.5+ has wheels)
+# compiles C++; crcmod builds its optional C extension (fast CRC checks); the
+# others are pure Python. tests/test_dockerfile.py checks this list against the lock.
+FROM python:3.11-slim AS wheels
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY requirements.lock ./
+# Built with the lock's own setuptools and wheel (no build isolation: nothing unpinned), --no-deps.
+RUN python -m venv /opt/build \
+ && grep -E '^(setuptools|wheel)==' requirements.lock > build-tools.txt \
+ && /opt/build/bin/pip install --no-cache-dir -r build-tools.txt \
+ && grep -E '^(crcmod|dill|docopt|google-apitools|hdfs|kfp|kfp-kubernetes|kfp-server-api|pyfarmhash|pyjsparser|rouge-score)==' requirements.lock > source-pins.txt \
+ && /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation -w /wheels -r source-pins.txt
+
 FROM python:3.11-slim
 
 ARG GPU=0
@@ -21,15 +41,18 @@ ENV VIRTUAL_ENV=/opt/venv \
 
 WORKDIR /pipeline
 COPY requirements.lock ./
-# --no-deps installs the locked pins without resolving; bytecode makes `import tensorflow` faster.
+COPY --from=wheels /wheels /tmp/wheels
+# --no-deps installs the locked pins without resolving; --no-build takes every pin as a wheel,
+# from the index or from the wheels stage (a pin that would need building fails here, loudly);
+# bytecode makes `import tensorflow` faster.
 RUN python -m venv /opt/venv \
  && pip install --no-cache-dir uv==0.13.9 \
  && sed '/^# gpu/,$d' requirements.lock > /tmp/requirements.txt \
  && if [ "$GPU" = 1 ]; then \
       sed -n '/^# gpu/,/^# test-only/{/^# test-only/!p}' requirements.lock >> /tmp/requirements.txt; \
     fi \
- && uv pip install --no-cache --no-deps --compile-bytecode -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && uv pip install --no-cache --no-deps --no-build --find-links /tmp/wheels --compile-bytecode -r /tmp/requirements.txt \
+ && rm -r /tmp/requirements.txt /tmp/wheels
 COPY data ./data
 COPY components ./components
 COPY model ./model

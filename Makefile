@@ -19,18 +19,22 @@ TEST_STAMP := $(VENV)/.installed-test
 GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep '^GPU ' > /dev/null && echo 1 || echo 0)
 SETUP_STAMPS := $(RUN_STAMP) $(if $(filter 1,$(GPU)),$(GPU_STAMP))
 
-.PHONY: setup setup-test run test lint format lock bench clean
+.PHONY: setup setup-test run test lint format lock bench bench-stages clean
 
 setup: $(SETUP_STAMPS)  ## Runtime environment (+ CUDA wheels with a GPU); a no-op while requirements.lock is unchanged.
 
 setup-test: $(TEST_STAMP)  ## Runtime + test-only pins (pytest, ruff, torch, torchvision).
 
+# pyfarmhash (the lock's) is compiled from C++ sources: without a compiler, say which package to
+# install before anything is installed (tools/check_compiler.sh).
 $(UV):
+	tools/check_compiler.sh $(PYTHON) requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # The lock's runtime section, exactly: --no-deps installs the pins and resolves nothing.
 $(RUN_STAMP): requirements.lock | $(UV)
+	tools/check_compiler.sh $(PYTHON) requirements.lock $(PY)
 	sed '/^# gpu/,$$d' requirements.lock > $(VENV)/requirements-run.txt
 	$(UV) pip install --python $(PY) --quiet --no-deps --compile-bytecode -r $(VENV)/requirements-run.txt
 	touch $@
@@ -71,6 +75,12 @@ format: setup-test
 
 bench: setup-test  ## Benchmarks (not tests): JSON under benchmarks/results/.
 	$(PY) -m benchmarks.run
+
+# The whole pipeline on generated UCF101-shaped data (505 and 2,020 videos, kept under
+# /tmp/realsize): time, memory and bytes per stage, the README's sizing table. About an hour
+# on 2 cores.
+bench-stages: setup-test  ## Per-stage pipeline benchmark at real size (benchmarks/results/pipeline_stages.json).
+	$(PY) -m benchmarks.pipeline_stages
 
 clean:
 	rm -rf outputs generated benchmarks/results

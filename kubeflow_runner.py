@@ -9,7 +9,8 @@ wheels). Only the Trainer asks for accelerators (--gpus, --gpu-type), CPU and me
 steps do not land on GPU nodes. A .yaml output is the PipelineSpec Kubeflow Pipelines uploads; a
 .json output is the PipelineJob Vertex AI Pipelines runs. `schedule` makes a recurring run
 (KFP's six-field cron, seconds first): scheduled retraining, each run warm-started from and
-judged against the model being served.
+judged against the model being served. On a multi-user Kubeflow, `submit` and `schedule` take the
+profile namespace and credentials (kubeflow_client.py).
 """
 
 import os
@@ -19,6 +20,8 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the project's one Keras (tf_keras), b
 import argparse  # noqa: E402
 import json  # noqa: E402
 
+import kubeflow_client  # noqa: E402
+import kubeflow_platform  # noqa: E402
 from pipeline import cli, configs  # noqa: E402
 
 ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]  # every step's container command
@@ -45,6 +48,12 @@ def _settings_parser() -> argparse.ArgumentParser:
         "--serving-dir",
         help="where blessed models are pushed, as <serving-dir>/<model-name>/<version>/ "
         "(default: <pipeline-root>/serving): the bucket TF Serving or KServe reads",
+    )
+    where.add_argument(
+        "--s3-endpoint",
+        help="S3-compatible store of s3:// data roots and serving dirs, e.g. MinIO's "
+        "http://minio-service.kubeflow:9000 (every step's AWS_ENDPOINT_URL; credentials: "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from a secret, or the pod's AWS role)",
     )
     where.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
     where.add_argument(
@@ -76,9 +85,22 @@ def _settings_parser() -> argparse.ArgumentParser:
         "above 1: a TFJob of Kubeflow's Training Operator, or with --vertex-project a Vertex AI "
         "custom job",
     )
+    several.add_argument(
+        "--tfjob-service-account",
+        help="a TFJob's replicas run as this service account (default: the one the pipeline's "
+        "steps run as, read by the Trainer's pod at run time: it holds their storage access)",
+    )
+    several.add_argument(
+        "--tfjob-deadline-hours",
+        type=float,
+        default=configs.KUBEFLOW_TFJOB_DEADLINE_HOURS,
+        help="a TFJob fails, naming its replicas' states, and is deleted this long after it is "
+        "created, waiting for nodes included (%(default)s)",
+    )
     several.add_argument("--vertex-project", help="GCP project: train as a Vertex AI custom job")
     several.add_argument("--vertex-region", default=configs.VERTEX_REGION)
     several.add_argument("--machine-type", default=configs.VERTEX_MACHINE_TYPE, help="on Vertex")
+    kubeflow_platform.add_flags(parser)
     return parser
 
 
@@ -96,7 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "schedule", parents=[settings], help="compile, then create a recurring run (retraining)"
     )
     for command in (submit, schedule):
-        command.add_argument("--endpoint", required=True, help="KFP API, e.g. http://host:8888")
+        kubeflow_client.add_flags(command)
         command.add_argument("--experiment", default=configs.PIPELINE_NAME)
     schedule.add_argument(
         "--cron", required=True, help='six fields, seconds first: "0 0 3 * * 0" = Sundays 03:00'
@@ -104,10 +126,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers counts machines: 1 or more")
+    if args.tfjob_service_account and (args.workers == 1 or args.vertex_project):
+        parser.error("--tfjob-service-account is for a TFJob: --workers 2 or more, no Vertex")
+    if not args.tfjob_deadline_hours * 3600 >= 1:
+        parser.error(f"--tfjob-deadline-hours {args.tfjob_deadline_hours}: a positive duration")
     if args.vertex_project and args.gpus and args.gpu_type == configs.KUBEFLOW_GPU_TYPE:
         parser.error("--vertex-project: name a Vertex accelerator, e.g. --gpu-type NVIDIA_L4")
     if args.command != "compile" and not args.output.endswith((".yaml", ".yml")):
         parser.error("submit and schedule upload a .yaml spec: use --output NAME.yaml")
+    try:
+        args.pods = kubeflow_platform.settings(args)
+        if args.command != "compile":  # before compiling: a missing token file fails at once
+            args.api = kubeflow_client.connection(args)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -145,6 +177,9 @@ def _tfjob(args: argparse.Namespace) -> dict | None:
         "gpu_type": args.gpu_type,
         "cpu": _cpu(args),
         "memory": args.trainer_memory,
+        **kubeflow_platform.tfjob_scheduling(args.pods),
+        "deadline_seconds": round(args.tfjob_deadline_hours * 3600),
+        **({"service_account": args.tfjob_service_account} if args.tfjob_service_account else {}),
     }
 
 
@@ -193,13 +228,17 @@ def _image_path(path: str | None) -> str | None:
 
 def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline spec to args.output and returns its path."""
-    import yaml
     from tfx import v1 as tfx
 
+    from pipeline import kfp_entrypoint
     from pipeline.pipeline import create_pipeline
 
-    serving_dir = args.serving_dir or f"{args.pipeline_root.rstrip('/')}/serving"
+    serving_dir = args.serving_dir or kfp_entrypoint.default_serving_dir(args.pipeline_root)
     vertex_training, tfjob = _vertex_training(args), _tfjob(args)
+    beam_args = cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args)
+    kfp_entrypoint.check_storage(
+        args.pipeline_root, args.data_root, serving_dir, beam_args, bool(vertex_training or tfjob)
+    )
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
@@ -212,7 +251,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         schema_path=_image_path(args.schema or cli.default_schema(args.data_root)),
         allow_anomalies=args.allow_anomalies,
         validate_only=args.validate_only,
-        beam_pipeline_args=cli.beam_pipeline_args(configs.BEAM_PIPELINE_ARGS, args),
+        beam_pipeline_args=beam_args,
         vertex_training=vertex_training,
         tfjob=tfjob,
     )
@@ -230,6 +269,11 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         ),
     )
     job = runner.run(pipeline, write_out=False)
+    if args.s3_endpoint:  # what data.storage's boto3 reads in every step
+        for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+            if "container" in executor:
+                env = executor["container"].setdefault("env", [])
+                env.append({"name": "AWS_ENDPOINT_URL", "value": args.s3_endpoint})
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         if args.output.endswith((".yaml", ".yml")):
@@ -237,27 +281,39 @@ def compile_pipeline(args: argparse.Namespace) -> str:
             # A spec uploaded alone (UI, kfp.Client) keeps its artifact root: TFX's steps read and
             # write through TensorFlow's file systems, which KFP's default minio:// is not.
             spec["defaultPipelineRoot"] = args.pipeline_root
-            yaml.safe_dump(spec, f, sort_keys=False)
+            # Volumes, tolerations, node selector: the second document, which TFX does not write.
+            trains = not (vertex_training or tfjob)
+            pods = kubeflow_platform.executor_configs(spec, args.pipeline_root, args.pods, trains)
+            kubeflow_platform.write_yaml(spec, kubeflow_platform.platform_spec(pods), f)
         else:
             json.dump(job, f, indent=2, sort_keys=True)
     return args.output
 
 
 def submit(args: argparse.Namespace, package: str) -> str:
-    """Creates a run (submit) or a recurring run (schedule) of `package`; returns its id."""
-    import kfp
+    """Creates a run (submit) or a recurring run (schedule) of `package` and returns its id, or
+    exits saying why the API refused, which credentials were sent and what to try."""
+    try:
+        with args.api.explained():
+            return _create(args, package)
+    except kubeflow_client.KubeflowApiError as error:
+        raise SystemExit(f"{args.command}: {error}") from None
 
-    client = kfp.Client(host=args.endpoint)
+
+def _create(args: argparse.Namespace, package: str) -> str:
+    """kfp.Client's calls: the experiment (in the namespace), then the run or recurring run."""
+    client, namespace = args.api.client(), args.api.namespace
     # No caching: each run must look up the served model and the data again.
     if args.command == "submit":
         run = client.create_run_from_pipeline_package(
             package,
             experiment_name=args.experiment,
+            namespace=namespace,  # the experiment's; the run lives there
             pipeline_root=args.pipeline_root,
             enable_caching=False,
         )
         return run.run_id
-    experiment = client.create_experiment(args.experiment)
+    experiment = client.create_experiment(args.experiment, namespace=namespace)
     job = client.create_recurring_run(
         experiment_id=experiment.experiment_id,
         job_name=f"{args.pipeline_name}-retraining",
@@ -278,7 +334,9 @@ def main(argv=None) -> None:
     if args.command != "compile":
         what = "run" if args.command == "submit" else "recurring run"
         when = f", cron {args.cron!r}" if args.command == "schedule" else ""
-        print(f"created {what} {submit(args, package)} on {args.endpoint}{when}")
+        created = submit(args, package)
+        where = f" in namespace {args.api.namespace}" if args.api.namespace else ""
+        print(f"created {what} {created} on {args.api.endpoint}{where}{when}")
 
 
 if __name__ == "__main__":

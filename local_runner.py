@@ -100,7 +100,8 @@ def main(argv=None) -> int:
         if args.verbose:
             raise
     result = report.collect(args.metadata, since)
-    report_dir = os.path.join(configs.OUTPUT_DIR, "report")
+    # Under this run's pipeline root: another run's report (another root) is never overwritten.
+    report_dir = os.path.join(os.path.abspath(args.pipeline_root), "report")
     plots = report.write_plots(result, report_dir)
     lines = [
         f"Pipeline {'FAILED' if failure else 'finished'} in {progress.duration(time.time() - started)}"

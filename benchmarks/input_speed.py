@@ -53,7 +53,16 @@ def measure(pattern: str, options, training: bool, batches: int) -> dict:
         "label": tf.io.FixedLenFeature([], tf.int64),
         "video_id": tf.io.FixedLenFeature([], tf.string),
     }
-    dataset = train.make_dataset(pattern, spec, options, 10, options.batch_size, training)
+    # Examples in the Transform's output form: this measures decoding and cropping, not the
+    # Transform graph the Trainer runs first (a gather of JPEG strings).
+    dataset = train.make_dataset(
+        pattern,
+        lambda record: tf.io.parse_single_example(record, spec),
+        options,
+        10,
+        options.batch_size,
+        training,
+    )
     if not training:
         dataset = dataset.repeat()
     iterator = iter(dataset)

@@ -15,6 +15,7 @@ BENCHMARKS = (
     "benchmarks.ingest_speed",
     "benchmarks.serving_load",
     "benchmarks.evaluator_memory",
+    "benchmarks.export_speed",
 )
 
 

@@ -1,13 +1,22 @@
-"""Serving under load: the REST server on loopback vs calling the SavedModel in-process.
+"""Serving under load: REST and gRPC on loopback vs calling the SavedModel in-process.
 
     python -m benchmarks.serving_load [--quick] [--model-dir <serving_dir>/<model_name>]
 
-8 concurrent clients send a fixed set of requests (one serialized example each, as the video
-client sends) to `python -m serving` on 127.0.0.1, over keep-alive connections; the same requests
-then run in-process from 8 threads on the same signature. Reports errors, p50/p99 latency and
-throughput of both; writes benchmarks/results/serving_load.json. Without --model-dir it serves a
-small Video Swin with the exported model's signatures (tests/serving/contract_model.py).
-Timings are only comparable on a quiet machine: the load average is recorded beside them.
+Four paths, each against a freshly started `python -m serving` on 127.0.0.1 with 8 concurrent
+clients (keep-alive HTTP connections, or one gRPC channel each), one clip per request, the
+embedded data set's clips (40 frames, 64x64):
+  rest_examples   serving_default, a serialized example (JPEG frames) as {"b64": ...} JSON
+  rest_frames     serving_frames, uint8 [1, T, 64, 64, 3] as JSON numbers
+  grpc_examples   serving_default, the example as a DT_STRING TensorProto
+  grpc_frames     serving_frames, the clip as a DT_UINT8 TensorProto (raw bytes)
+Each server run measures the first burst (the requests sent as soon as the port answers) and
+then, after a warm-up of 2 requests per client, the same requests again (warm). The reference is
+the same requests as sequential in-process calls of the same signature in the same run, and
+`rest_examples_no_records` is the first burst of a copy of the model without its warm-up
+records (what the server did before it replayed them). Writes benchmarks/results/
+serving_load.json. Without --model-dir it serves a small Video Swin with the exported model's
+signatures (tests/serving/contract_model.py); a model without warm-up records gets them in its
+temporary copy. Timings are only comparable on a quiet machine: the load average is recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,20 +41,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATHS = ("rest_examples", "rest_frames", "grpc_examples", "grpc_frames")
+SIGNATURE = {"examples": "serving_default", "frames": "serving_frames"}
 
 
-def _examples(count: int) -> list[bytes]:
-    """`count` serialized examples (`frames` only) of the embedded data set's clips."""
+def _clips(count: int, frames: int) -> tuple[list[bytes], list]:
+    """`count` clips of the embedded data set: (serialized examples of all 40 JPEG frames, the
+    centre `frames` frames as uint8 [1, frames, H, W, 3])."""
     from data import example_proto, features, synthetic, video
 
-    out = []
+    examples, arrays = [], []
     for i in range(count):
         name = synthetic.SPEC.classes[i % len(synthetic.SPEC.classes)]
         clip = synthetic.render_clip(name, [i], [i, 1])
-        out.append(
+        examples.append(
             example_proto.make_example({features.FRAMES: [video.encode_jpeg(f) for f in clip]})
         )
-    return out
+        start = (len(clip) - frames) // 2
+        arrays.append(clip[None, start : start + frames])
+    return examples, arrays
 
 
 def _summary(latencies: list[float], wall: float, errors: int) -> dict:
@@ -84,15 +99,16 @@ def _run_concurrently(calls: list, clients: int, make_worker) -> dict:
     return _summary([x for r, _ in results for x in r], wall, sum(e for _, e in results))
 
 
-def bench_in_process(signature, examples: list[bytes], clients: int, warm_up: int) -> dict:
-    """The same requests as direct calls of the loaded signature from `clients` threads."""
+def bench_in_process(signature, name: str, values: list, warm_up: int) -> dict:
+    """The same requests as sequential direct calls of the loaded signature."""
     import tensorflow as tf
 
-    def worker():
-        return lambda example: signature(examples=tf.constant([example]))["probabilities"].numpy()
+    def call(value):
+        batch = value if name == "frames" else [value]
+        signature(**{name: tf.constant(batch)})["probabilities"].numpy()
 
-    _run_concurrently(examples[:warm_up], clients, worker)
-    return _run_concurrently(examples, clients, worker)
+    _run_concurrently(values[:warm_up], 1, lambda: call)
+    return _run_concurrently(values, 1, lambda: call)
 
 
 def _free_port() -> int:
@@ -101,135 +117,229 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(model_dir: str, log, flags: list[str]) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-dir", model_dir, "--port", str(port), *flags],
-        cwd=REPO_ROOT,
-        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1/models/{os.path.basename(model_dir.rstrip('/'))}"
-    deadline = time.monotonic() + 300
+def _rest_worker(port: int, model: str):
+    def make():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+
+        def call(body: bytes):
+            headers = {"Content-Type": "application/json"}
+            connection.request("POST", f"/v1/models/{model}:predict", body, headers)
+            response = connection.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+            json.loads(data)["predictions"][0]["probabilities"]
+
+        return call
+
+    return make
+
+
+def _grpc_worker(port: int):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    def make():
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return lambda request: stub.Predict(request, timeout=300).outputs["probabilities"]
+
+    return make
+
+
+def _requests(path: str, model: str, examples: list[bytes], clips: list) -> list:
+    """The request bodies (REST) or PredictRequest protos (gRPC) of one path."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    protocol, name = path.split("_")
+    values = examples if name == "examples" else clips
+    out = []
+    for value in values:
+        if protocol == "rest":
+            instance = {"b64": base64.b64encode(value).decode()} if name == "examples" else None
+            instances = [instance] if instance else value.tolist()
+            out.append(
+                json.dumps({"signature_name": SIGNATURE[name], "instances": instances}).encode()
+            )
+        else:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.model_spec.signature_name = SIGNATURE[name]
+            tensor = [value] if name == "examples" else value
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
+            out.append(request)
+    return out
+
+
+def bench_server(model_dir: str, path: str, requests: list, clients: int, flags: list) -> dict:
+    """A fresh server: {"first_burst": ..., "warm": ..., "start_s": ...}."""
+    model = os.path.basename(model_dir.rstrip("/"))
+    port, grpc_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "serving", "--model-dir", model_dir, "--port", str(port)]
+    command += ["--grpc-port", str(grpc_port), *flags]
+    with tempfile.TemporaryFile() as log:
+        start = time.monotonic()
+        server = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_served(server, f"http://127.0.0.1:{port}/v1/models/{model}")
+            started = time.monotonic() - start
+            worker = (
+                _rest_worker(port, model) if path.startswith("rest") else _grpc_worker(grpc_port)
+            )
+            first = _run_concurrently(requests, clients, worker)
+            _run_concurrently(requests[: 2 * clients], clients, worker)
+            warm = _run_concurrently(requests, clients, worker)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            if server.returncode not in (0, -15):
+                log.seek(0)
+                print(log.read().decode(errors="replace"), file=sys.stderr)
+    return {"start_s": started, "first_burst": first, "warm": warm}
+
+
+def _wait_until_served(server: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(url, timeout=2):
-                return server, port
+                return
         except OSError:
             time.sleep(0.2)
     server.kill()
-    raise RuntimeError("the server did not start; see its log")
+    raise RuntimeError(f"the server did not start (exit {server.poll()})")
 
 
-def bench_server(
-    model_dir: str, examples: list[bytes], clients: int, warm_up: int, flags: list[str]
-) -> dict:
-    name = os.path.basename(model_dir.rstrip("/"))
-    bodies = [
-        json.dumps({"instances": [{"b64": base64.b64encode(e).decode()}]}).encode()
-        for e in examples
-    ]
-    with tempfile.TemporaryFile() as log:
-        server, port = _start_server(model_dir, log, flags)
-        try:
-
-            def worker():
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-                def call(body):
-                    connection.request(
-                        "POST",
-                        f"/v1/models/{name}:predict",
-                        body,
-                        {"Content-Type": "application/json"},
-                    )
-                    response = connection.getresponse()
-                    data = response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
-                    json.loads(data)["predictions"][0]["probabilities"]
-
-                return call
-
-            _run_concurrently(bodies[:warm_up], clients, worker)
-            result = _run_concurrently(bodies, clients, worker)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.seek(0)
-            result_log = log.read().decode(errors="replace")
-    if server.returncode not in (0, -15):
-        print(result_log, file=sys.stderr)
-    return result
-
-
-def _contract_model(root: str, frames: int, size: int) -> str:
-    """A pushed version 1 of the contract model under `root`/video_swin."""
+def _models(root: str, model_dir: str | None, frames: int, size: int) -> tuple[str, str]:
+    """(a copy of the model with warm-up records, a copy without), each `root`/<x>/<name>/1."""
     sys.path.insert(0, REPO_ROOT)
-    from tests.serving import contract_model
+    from model import warmup
 
-    (export,) = contract_model.save_contract_models(
-        [os.path.join(root, "export")], frames=frames, size=size
-    )
-    base = os.path.join(root, "video_swin")
-    contract_model.push(export, base, 1)
-    return base
+    if model_dir:
+        name = os.path.basename(model_dir.rstrip("/"))
+        version = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
+        export = os.path.join(model_dir, str(version))
+    else:
+        from tests.serving import contract_model
+
+        name = "video_swin"
+        (export,) = contract_model.save_contract_models(
+            [os.path.join(root, "export")], frames=frames, size=size
+        )
+    copies = []
+    for kind in ("with_records", "no_records"):
+        target = os.path.join(root, kind, name, "1")
+        shutil.copytree(export, target)
+        records = os.path.join(target, warmup.REQUESTS_FILE)
+        if kind == "no_records" and os.path.exists(records):
+            os.remove(records)
+        if kind == "with_records" and not os.path.exists(records):
+            warmup.write_requests(target, frame_size=size)
+        copies.append(os.path.dirname(target))
+    return copies[0], copies[1]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="80 requests, one round: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="48 requests, one round: a smoke run")
     parser.add_argument("--model-dir", help="<serving_dir>/<model_name> (default: a small model)")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="each configuration, interleaved")
-    parser.add_argument("--frames", type=int, default=8, help="the default model's clip length")
+    parser.add_argument("--frames", type=int, default=8, help="the model's clip length T")
     parser.add_argument("--size", type=int, default=64, help="the default model's frame size")
+    parser.add_argument("--paths", nargs="*", choices=PATHS, default=list(PATHS))
     parser.add_argument(
         "--server-flags", default="", help='extra `python -m serving` flags, e.g. "--workers 8"'
     )
     parser.add_argument("--output", default=os.path.join(RESULTS, "serving_load.json"))
     args = parser.parse_args(argv)
-    count, rounds = (80, 1) if args.quick else (args.requests, args.rounds)
-    examples = _examples(16)
-    requests = [examples[i % len(examples)] for i in range(count)]
-    warm_up = 2 * args.clients
+    count, rounds = (48, 1) if args.quick else (args.requests, args.rounds)
+    examples, clips = _clips(16, args.frames)
+    examples = [examples[i % len(examples)] for i in range(count)]
+    clips = [clips[i % len(clips)] for i in range(count)]
     flags = args.server_flags.split()
-    configurations = {  # the server's default (batching) and, to show what it buys, without
-        "server": flags,
-        "server_unbatched": [*flags, "--max-batch", "1"],
-    }
     load_before = os.getloadavg()
     import tensorflow as tf
 
-    runs: dict[str, list[dict]] = {"in_process": [], **{name: [] for name in configurations}}
+    runs: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as root:
-        model_dir = args.model_dir or _contract_model(root, args.frames, args.size)
-        version = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
-        signature = tf.saved_model.load(os.path.join(model_dir, str(version))).signatures[
-            "serving_default"
-        ]
-        print(f"{model_dir} version {version}: {count} requests, {args.clients} clients")
+        with_records, no_records = _models(root, args.model_dir, args.frames, args.size)
+        module = tf.saved_model.load(os.path.join(with_records, "1"))
+        model = os.path.basename(with_records)
+        print(f"{args.model_dir or 'contract model'}: {count} requests, {args.clients} clients")
         for round_ in range(rounds):
-            runs["in_process"].append(bench_in_process(signature, requests, args.clients, warm_up))
-            print(f"  {round_}: {'in_process':<17} {_line(runs['in_process'][-1])}", flush=True)
-            for name, server_flags in configurations.items():
-                result = bench_server(model_dir, requests, args.clients, warm_up, server_flags)
-                runs[name].append(result)
-                print(f"  {round_}: {name:<17} {_line(result)}", flush=True)
-    best = {name: max(r, key=lambda x: x["throughput_rps"]) for name, r in runs.items()}
-    ratio = best["server"]["throughput_rps"] / best["in_process"]["throughput_rps"]
-    results = {
+            for name, values in (("examples", examples), ("frames", clips)):
+                signature = module.signatures[SIGNATURE[name]]
+                result = bench_in_process(signature, name, values, 2 * args.clients)
+                runs.setdefault(f"in_process_{name}", []).append(result)
+                print(f"  {round_}: {f'in_process_{name}':<26} {_line(result)}", flush=True)
+            for path in args.paths:
+                requests = _requests(path, model, examples, clips)
+                result = bench_server(with_records, path, requests, args.clients, flags)
+                runs.setdefault(path, []).append(result)
+                for phase in ("first_burst", "warm"):
+                    label = f"{path} {phase}"
+                    print(f"  {round_}: {label:<26} {_line(result[phase])}", flush=True)
+            if "rest_examples" in args.paths:
+                requests = _requests("rest_examples", model, examples, clips)
+                result = bench_server(no_records, "rest_examples", requests, args.clients, flags)
+                runs.setdefault("rest_examples_no_records", []).append(result)
+                for phase in ("first_burst", "warm"):
+                    label = f"rest_examples_no_records {phase}"
+                    print(f"  {round_}: {label:<26} {_line(result[phase])}", flush=True)
+    results = _report(args, runs, load_before, tf.__version__)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"throughput over sequential in-process calls: best of {rounds} round(s) [per round]")
+    for key, value in results["over_in_process"].items():
+        rounds_ = ", ".join(f"{r:.2f}" for r in results["over_in_process_per_round"][key])
+        print(f"  {key:<38} {value:.2f} [{rounds_}]")
+    print(f"-> {args.output}")
+    return 0
+
+
+def _report(args, runs: dict, load_before, tf_version: str) -> dict:
+    def best(results: list[dict]) -> dict:
+        return max(results, key=lambda r: r["throughput_rps"])
+
+    ratios, per_round = {}, {}
+    for path, results in runs.items():
+        if path.startswith("in_process"):
+            continue
+        references = runs["in_process_" + path.split("_")[1]]
+        for phase in ("first_burst", "warm"):
+            measured = [r[phase]["throughput_rps"] for r in results]
+            ratios[f"{path} {phase}"] = max(measured) / best(references)["throughput_rps"]
+            per_round[f"{path} {phase}"] = [  # against the same round's in-process calls
+                m / reference["throughput_rps"]
+                for m, reference in zip(measured, references, strict=True)
+            ]
+
+    def errors(result: dict) -> int:
+        if "errors" in result:
+            return result["errors"]
+        return result["first_burst"]["errors"] + result["warm"]["errors"]
+
+    return {
         "model": args.model_dir
         or f"contract model: Video Swin tiny_w4, {args.frames}x{args.size}x{args.size} clips",
-        "request": "serving_default, one serialized example (40 JPEG frames, 64x64) per request",
+        "requests": "one clip of the embedded data set (40 JPEG frames of 64x64) per request; "
+        f"frames paths: its centre {args.frames} frames as uint8",
         "clients": args.clients,
         "server_flags": args.server_flags,
         "quick": args.quick,
-        "best_of_rounds": best,
-        "server_over_in_process_throughput": ratio,
-        "errors": sum(r["errors"] for rs in runs.values() for r in rs),
+        "over_in_process": ratios,
+        "over_in_process_per_round": per_round,
+        "errors": sum(errors(r) for results in runs.values() for r in results),
         "rounds": runs,
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -237,18 +347,9 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": os.getloadavg(),
             "platform": platform.platform(),
             "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
+            "tensorflow": tf_version,
         },
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"best of {rounds} round(s):")
-    for name, result in best.items():
-        print(f"  {name:<17} {_line(result)}")
-    print(f"  server / in-process throughput: {ratio:.2f}")
-    print(f"-> {args.output}")
-    return 0
 
 
 def _line(r: dict) -> str:

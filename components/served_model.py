@@ -15,7 +15,9 @@ thresholds alone instead of failing on an empty baseline.
 # No `from __future__ import annotations` here: @component reads the signature's real types.
 import os
 
+import tensorflow_model_analysis as tfma
 from absl import logging
+from google.protobuf import json_format
 from tfx import v1 as tfx
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
@@ -25,7 +27,10 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
+from components import s3_fileio  # noqa: F401 (registers s3:// with TFX's fileio)
+from components.batching import ByteSizeBatching
 from model.export import holds_saved_model
+from model.warmup import signature_defs
 
 SOURCE_PROPERTY = "pushed_model"  # custom property: the version folder copied ("" before a push)
 
@@ -64,14 +69,38 @@ def LatestPushedModel(  # noqa: N802 (a TFX component is named like a class)
     model.set_string_custom_property(SOURCE_PROPERTY, source or "")
 
 
-class EvaluatorExecutor(evaluator_executor.Executor):
-    """TFX's Evaluator executor, minus a baseline that holds no model (nothing pushed yet)."""
+def _signatures_evaluated(exec_properties: dict) -> set[str]:
+    """The signatures the Evaluator's EvalConfig reads."""
+    config = json_format.Parse(
+        exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig()
+    )
+    return {spec.signature_name or "serving_default" for spec in config.model_specs}
+
+
+class EvaluatorExecutor(ByteSizeBatching, evaluator_executor.Executor):
+    """TFX's Evaluator executor, minus a baseline it cannot judge by: one that holds no model
+    (nothing pushed yet), or one exported without a signature the evaluation reads (a model
+    pushed before multi-view evaluation has no serving_views). Its example reads batch by
+    bytes (components/batching.py)."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
-        if baselines and not holds_saved_model(path_utils.serving_model_path(baselines[0].uri)):
+        baseline = path_utils.serving_model_path(baselines[0].uri) if baselines else None
+        if baseline and not holds_saved_model(baseline):
             logging.info("The baseline is empty (no model pushed yet): thresholds alone decide.")
+            baselines = []
+        elif baseline:
+            missing = _signatures_evaluated(exec_properties) - set(signature_defs(baseline))
+            if missing:
+                logging.warning(
+                    "The served model lacks the signature(s) %s this evaluation reads (it was "
+                    "exported by an earlier version of this pipeline): it cannot be compared, so "
+                    "thresholds alone decide this time.",
+                    ", ".join(sorted(missing)),
+                )
+                baselines = []
+        if not baselines:
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         super().Do(input_dict, output_dict, exec_properties)
 

@@ -15,11 +15,31 @@ artifacts, which therefore must be on storage every pod reaches (gs://, s3://).
     Trainer(run_fn=..., custom_config={"options": ..., TFJOB_KEY: {"image": IMAGE, "workers": 4,
             "gpus": 1, "cpu": "8", "memory": "32G"}}, ...)
 
-The launcher pod's service account must be allowed to create TFJobs: deploy/tfjob-rbac.yaml.
+The replicas run as the service account the pipeline's steps run as, unless the settings name
+one: it is what holds the bucket identity (Workload Identity, IRSA, a mounted secret) the steps
+use, while the namespace's `default` usually holds none. Which one that is is only known at run
+time (KFP runs steps as `pipeline-runner` single-user, `default-editor` in a multi-user profile,
+or as the run's own service account), and KFP hands a step's pod no downward-API variable for it
+(only KFP_POD_NAME, KFP_POD_UID), so the launcher reads it from its own service account token,
+whose `sub` claim is `system:serviceaccount:<namespace>:<name>` (bound and legacy tokens alike),
+which needs no Kubernetes right beyond the token the launcher already uses.
+
+A deadline bounds the step: runPolicy.activeDeadlineSeconds, which the Training Operator (v1 API,
+kubeflow/training-operator 1.5 to 1.9: pkg/controller.v1/common/job.go, pkg/core/job.go) counts
+from the job's first reconcile, Pending time included, then fails the job ("Job <name> has failed
+because it was active longer than specified deadline") and deletes its running and pending pods;
+and the launcher's own wait, which gives the operator two polls more, then deletes the job itself
+(pending replicas would otherwise start later and train for no one) and fails naming the
+replicas' states: Pending with the scheduler's reason from the pod's PodScheduled condition, a
+waiting container's reason (ImagePullBackOff, CrashLoopBackOff), Running, Failed with exit code.
+
+The launcher pod's service account must be allowed to create TFJobs and list their pods:
+deploy/tfjob-rbac.yaml.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -47,7 +67,7 @@ ENTRY_POINT = ["python", "-m", "tfx.scripts.run_executor"]
 REPLICA_EXECUTOR = name_utils.get_full_name(trainer_executor.GenericExecutor)
 # What the Dockerfile's ENV sets, repeated so a replica never depends on the image's defaults.
 IMAGE_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": "/pipeline"}
-NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # the pod's own token
 JOB_LABEL = "training.kubeflow.org/job-name"  # set by the operator on the replicas' pods
 
 
@@ -55,7 +75,9 @@ JOB_LABEL = "training.kubeflow.org/job-name"  # set by the operator on the repli
 class TFJobSettings:
     """custom_config[TFJOB_KEY]. workers: replicas in all, the chief included; gpus, cpu, memory:
     per replica ("" leaves it unset); namespace "": the launcher pod's own; service_account "":
-    the namespace's default (it must reach the pipeline root's storage)."""
+    the launcher pod's own, read at run time (it must reach the pipeline root's storage);
+    tolerations (Kubernetes Toleration objects) and node_selector (node labels): where the
+    replicas may run (GPU nodes); deadline_seconds: from creation to success, Pending included."""
 
     image: str
     workers: int = 2
@@ -65,8 +87,11 @@ class TFJobSettings:
     memory: str = ""
     namespace: str = ""
     service_account: str = ""
+    tolerations: list[dict] = dataclasses.field(default_factory=list)
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     backoff_limit: int = 3  # restarts of failed replicas (they resume from BackupAndRestore)
     ttl_seconds: int = 86400  # the finished job and its pods (logs) are deleted after a day
+    deadline_seconds: int = 24 * 3600
     poll_seconds: float = 30.0
 
     def __post_init__(self):
@@ -74,6 +99,8 @@ class TFJobSettings:
             raise ValueError(f"custom_config[{TFJOB_KEY!r}] needs an image")
         if self.workers < 1 or self.gpus < 0:
             raise ValueError(f"workers must be >= 1 and gpus >= 0: {self}")
+        if self.deadline_seconds < 1:
+            raise ValueError(f"deadline_seconds must be a positive number of seconds: {self}")
 
     @classmethod
     def from_custom_config(cls, custom_config: dict | str | None) -> TFJobSettings:
@@ -137,6 +164,10 @@ def tfjob_manifest(
     pod_spec: dict[str, Any] = {"containers": [container]}
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
+    if settings.tolerations:
+        pod_spec["tolerations"] = list(settings.tolerations)
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
 
     def replicas(count: int) -> dict:
         return {
@@ -171,6 +202,8 @@ def tfjob_manifest(
                 # worker); finished pods stay until the TTL, so their logs can be read.
                 "cleanPodPolicy": "Running",
                 "ttlSecondsAfterFinished": settings.ttl_seconds,
+                # The operator fails the job and deletes its pods then, even if this pod is gone.
+                "activeDeadlineSeconds": settings.deadline_seconds,
             },
             "tfReplicaSpecs": specs,
         },
@@ -206,8 +239,9 @@ def load_api_client(host: str | None = None):
 
 def default_namespace() -> str:
     """The pod's own namespace in a cluster, else the kubeconfig context's, else "default"."""
-    if os.path.exists(NAMESPACE_FILE):
-        with open(NAMESPACE_FILE) as f:
+    namespace_file = os.path.join(SERVICE_ACCOUNT_DIR, "namespace")
+    if os.path.exists(namespace_file):
+        with open(namespace_file) as f:
             return f.read().strip()
     if os.environ.get("KFP_NAMESPACE"):
         return os.environ["KFP_NAMESPACE"]
@@ -220,6 +254,93 @@ def default_namespace() -> str:
         return "default"
 
 
+def own_service_account() -> tuple[str, str] | None:
+    """(namespace, name) of this pod's service account, from its token's `sub` claim
+    (system:serviceaccount:NAMESPACE:NAME); None outside a pod or for a token without one."""
+    token_file = os.path.join(SERVICE_ACCOUNT_DIR, "token")
+    try:
+        with open(token_file) as f:
+            payload = f.read().strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (OSError, IndexError, ValueError):
+        return None
+    kind, _, rest = str(claims.get("sub", "")).partition(":serviceaccount:")
+    namespace, _, name = rest.partition(":")
+    return (namespace, name) if kind == "system" and namespace and name else None
+
+
+def replica_service_account(settings: TFJobSettings, namespace: str) -> str:
+    """The settings' service account, else the launcher pod's own when the job runs in its
+    namespace, else "" (the namespace's default)."""
+    if settings.service_account:
+        return settings.service_account
+    own = own_service_account()
+    if own and own[0] == namespace:
+        return own[1]
+    logging.warning(
+        "the TFJob's replicas run as namespace %s's default service account: %s",
+        namespace,
+        f"this pod's ({own[1]}) lives in namespace {own[0]}" if own else "not in a pod",
+    )
+    return ""
+
+
+def _reason(status: dict) -> str:
+    """Why a pod is where it is: the scheduler's reason, a container's, an exit code."""
+    for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status")) == ("PodScheduled", "False"):
+            return ": ".join(filter(None, [condition.get("reason"), condition.get("message")]))
+    for container in status.get("containerStatuses") or []:
+        state, last = container.get("state") or {}, container.get("lastState") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if waiting:
+            text = ": ".join(filter(None, [waiting.get("reason"), waiting.get("message")]))
+            if last.get("terminated"):
+                ended = last["terminated"]
+                text += (
+                    f"; last ended {ended.get('reason', '')} (exit code {ended.get('exitCode')})"
+                )
+            return text
+        if terminated and terminated.get("exitCode"):
+            return f"{terminated.get('reason', '')} (exit code {terminated['exitCode']})".strip()
+        if container.get("restartCount"):
+            return f"restarted {container['restartCount']} times"
+    return ""
+
+
+def replica_states(pods: list[dict], job: str) -> list[str]:
+    """One line per replica pod: "chief-0 Pending (Unschedulable: 0/4 nodes are available: 4
+    Insufficient nvidia.com/gpu.)", "worker-0 Running", "worker-1 Failed (Error (exit code 1))"."""
+    states = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        status = pod.get("status") or {}
+        reason = _reason(status)[:300]
+        name = pod["metadata"]["name"].removeprefix(f"{job}-")
+        states.append(
+            f"{name} {status.get('phase', 'Unknown')}" + (f" ({reason})" if reason else "")
+        )
+    return states
+
+
+def _replicas(core_api, namespace: str, name: str, counts: dict) -> list[str]:
+    """The replicas' states from their pods, else the job's replica counts and why."""
+    from kubernetes import client
+    from urllib3.exceptions import HTTPError
+
+    try:
+        response = core_api.list_namespaced_pod(
+            namespace, label_selector=f"{JOB_LABEL}={name}", _preload_content=False
+        )
+        pods = json.loads(response.data).get("items") or []
+        return replica_states(pods, name) if pods else []
+    except (client.ApiException, HTTPError) as error:
+        why = f"{getattr(error, 'status', '')} {getattr(error, 'reason', error)}".strip()
+        return [
+            f"replica counts {json.dumps(counts, sort_keys=True)} (its pods are unreadable: {why}; "
+            "deploy/tfjob-rbac.yaml lets this pod list them)"
+        ]
+
+
 def _state(job: dict) -> tuple[str, dict, dict]:
     """(latest condition type, that condition, replicaStatuses) of a TFJob."""
     status = job.get("status") or {}
@@ -230,16 +351,26 @@ def _state(job: dict) -> tuple[str, dict, dict]:
 
 
 def run_tfjob(api_client, manifest: dict, poll_seconds: float, retries: int = 5) -> dict:
-    """Creates the TFJob and polls it until Succeeded (returned) or Failed (RuntimeError)."""
+    """Creates the TFJob and polls it until Succeeded (returned), Failed or past its deadline
+    (runPolicy.activeDeadlineSeconds, plus two polls for the operator's own): RuntimeError naming
+    the replicas' states. A job past its deadline is deleted."""
     from kubernetes import client
     from urllib3.exceptions import HTTPError
 
-    api = client.CustomObjectsApi(api_client)
+    api, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    deadline_seconds = manifest["spec"]["runPolicy"].get("activeDeadlineSeconds")
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
     logging.info("TFJob %s created in namespace %s", name, namespace)
-    seen, errors = None, 0
+    # Counted from now, after the operator's start: its own deadline always fails the job first.
+    give_up = time.monotonic() + deadline_seconds + 2 * poll_seconds if deadline_seconds else None
+    logs = (
+        f"Replica logs: kubectl logs -n {namespace} -l {JOB_LABEL}={name} --all-containers "
+        f"--prefix (or kubectl logs -n {namespace} {name}-chief-0)"
+    )
+    seen, last_states, errors = None, [], 0
     while True:
+        late = give_up is not None and time.monotonic() > give_up  # before reading the job
         try:
             job = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
             errors = 0
@@ -252,20 +383,44 @@ def run_tfjob(api_client, manifest: dict, poll_seconds: float, retries: int = 5)
             logging.warning("reading TFJob %s failed (%s); retrying", name, error)
             time.sleep(poll_seconds)
             continue
-        state, condition, replicas = _state(job)
-        if (state, replicas) != seen:
-            seen = (state, replicas)
-            logging.info("TFJob %s: %s %s", name, state, json.dumps(replicas, sort_keys=True))
+        state, condition, counts = _state(job)
+        states = _replicas(core, namespace, name, counts)
+        last_states = states or last_states  # the operator deletes pods when the job fails
+        if (state, states) != seen:
+            seen = (state, states)
+            logging.info("TFJob %s: %s %s", name, state, "; ".join(states) or "(no pods yet)")
+        replicas = "; ".join(last_states) or "none created"
         if state == "Succeeded":
             return job
         if state == "Failed":
             raise RuntimeError(
                 f"TFJob {name} in namespace {namespace} failed: "
-                f"{condition.get('reason', '?')}: {condition.get('message', '')}. Replica logs: "
-                f"kubectl logs -n {namespace} -l {JOB_LABEL}={name} --all-containers --prefix "
-                f"(or kubectl logs -n {namespace} {name}-chief-0)"
+                f"{condition.get('reason', '?')}: {condition.get('message', '')}. Replicas when "
+                f"last seen: {replicas}. {logs}"
+            )
+        if late:
+            raise RuntimeError(
+                f"TFJob {name} in namespace {namespace} did not succeed within its deadline, "
+                f"{deadline_seconds} s ({deadline_seconds / 3600:.3g} h; kubeflow_runner.py "
+                f"--tfjob-deadline-hours) after its creation. Job: {state}; replicas: {replicas}. "
+                f"{_delete(api, namespace, name)} Why pods wait: kubectl describe pods -n "
+                f"{namespace} -l {JOB_LABEL}={name}. {logs}"
             )
         time.sleep(poll_seconds)
+
+
+def _delete(api, namespace: str, name: str) -> str:
+    """Deletes the job and, through their owner references, its pods; says what happened."""
+    from kubernetes import client
+    from urllib3.exceptions import HTTPError
+
+    options = client.V1DeleteOptions(propagation_policy="Background")
+    try:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=options)
+        return "Deleted the job and its pods."
+    except (client.ApiException, HTTPError) as error:
+        reason = getattr(error, "reason", error)
+        return f"Could not delete it ({reason}): kubectl delete tfjob -n {namespace} {name}."
 
 
 class TFJobExecutor(base_executor.BaseExecutor):
@@ -282,6 +437,9 @@ class TFJobExecutor(base_executor.BaseExecutor):
         )
         model_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.MODEL_KEY])
         namespace = settings.namespace or default_namespace()
+        account = replica_service_account(settings, namespace)
+        settings = dataclasses.replace(settings, service_account=account)
+        logging.info("the TFJob's replicas run as service account %s", account or "default")
         manifest = tfjob_manifest(
             job_name(self._context, model_uri),
             namespace,

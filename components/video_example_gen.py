@@ -2,7 +2,8 @@
 
 Splits are not hash buckets of TFX's output config: `train` and `eval` come from UCF101's list
 files (eval = the official test list) or, for folder-per-class sets, from a hash of each clip's
-group. The error report is written to `<examples uri>/errors.jsonl`.
+group. The error report is written to `<examples uri>/errors.jsonl`, the examples per split to
+`<examples uri>/counts.json` (data/counts.py) and to the artifact's `num_examples_<split>`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import os
 import apache_beam as beam
 from absl import logging
 from tfx import types
-from tfx.components.example_gen import driver
+from tfx.components.example_gen import driver, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from data import ingest, ucf101
+from data import counts, ingest, ucf101
 
 UCF_SPLIT_KEY = "ucf_split"
 # The input splits only feed the driver's fingerprint (size and mtime of every file matched, so
@@ -40,38 +42,44 @@ class VideoExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
 
 class Executor(BaseExampleGenExecutor):
-    """Lists the videos, decodes them in Beam, writes the splits and the error report."""
+    """Lists the videos, decodes them in Beam, writes the splits and the error report.
+
+    Writes with data.ingest's own Beam graph, not TFX's WriteSplit: that reshuffles every
+    example before writing, which on a local runner gathers the whole data set (gigabytes of
+    JPEG) in the runner's process.
+    """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        raise NotImplementedError("VideoExampleGen makes its splits in GenerateExamplesByBeam")
-
-    def GenerateExamplesByBeam(self, pipeline, exec_properties):
-        self._options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
-        self._listing = ucf101.list_videos(
-            exec_properties[standard_component_specs.INPUT_BASE_KEY],
-            exec_properties[UCF_SPLIT_KEY],
-            self._options.eval_fraction,
-        )
-        outputs = (
-            pipeline
-            | "ListVideos" >> beam.Create(self._listing.records)
-            | "IngestVideos" >> ingest.IngestVideos(self._options)
-        )
-        ingest.write_errors(outputs[ingest.ERRORS], self._errors_path)
-        return {split: outputs[split] for split in ucf101.SPLITS}
+        raise NotImplementedError("VideoExampleGen writes its splits in Do")
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
-        self._errors_path = os.path.join(examples.uri, ingest.ERRORS_FILE)
-        super().Do(input_dict, output_dict, exec_properties)
-        summary = ingest.summarize(self._listing, self._errors_path)
+        examples.split_names = artifact_utils.encode_split_names(list(ucf101.SPLITS))
+        options = ingest.IngestOptions.from_json(exec_properties[INGEST_OPTIONS_KEY])
+        listing = ucf101.list_videos(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY],
+            exec_properties[UCF_SPLIT_KEY],
+            options.eval_fraction,
+        )
+        with self._make_beam_pipeline() as pipeline:
+            ingest.add_ingest(pipeline, listing, options, examples.uri)
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+        )
+        errors_path = os.path.join(examples.uri, ingest.ERRORS_FILE)
+        summary = ingest.summarize(listing, errors_path)
         log = logging.warning if summary.bad else logging.info
-        log("VideoExampleGen: %s; error report: %s", summary, self._errors_path)
+        log("VideoExampleGen: %s; error report: %s", summary, errors_path)
         examples.set_int_custom_property("num_listed_videos", summary.listed)
         examples.set_int_custom_property("num_bad_videos", len(summary.bad))
-        ingest.check_bad_fraction(summary, self._options.max_bad_fraction, self._errors_path)
+        for split, count in summary.good.items():
+            examples.set_int_custom_property(f"num_examples_{split}", count)
+        counts.write(examples.uri, summary.good)  # the Trainer's epoch size, without a read
+        ingest.check_bad_fraction(summary, options.max_bad_fraction, errors_path)
 
 
 class VideoExampleGen(FileBasedExampleGen):

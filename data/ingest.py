@@ -2,15 +2,17 @@
 
     python -m data.ingest --data-root ROOT [--split 1] --output OUT [beam args]
 
-writes OUT/Split-train/*.gz, OUT/Split-eval/*.gz and OUT/errors.jsonl (one line per unusable
-video: path, split, reason). Unknown flags go to Beam, e.g. `--direct_num_workers 2
---direct_running_mode multi_processing`, or `--runner DataflowRunner ...`.
+writes OUT/Split-train/*.gz, OUT/Split-eval/*.gz, OUT/errors.jsonl (one line per unusable
+video: path, split, reason) and OUT/counts.json (examples per split, data/counts.py). Unknown
+flags go to Beam, e.g. `--direct_num_workers 2 --direct_running_mode multi_processing`, or
+`--runner DataflowRunner ...`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -20,12 +22,13 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data import example_proto, ucf101, video
+from data import counts, example_proto, ucf101, video
 from data import features as F
 
 METRICS_NAMESPACE = "video_ingest"
 ERRORS = "errors"
 ERRORS_FILE = "errors.jsonl"
+EXAMPLES_FILE = "data_tfrecord"  # Split-<split>/data_tfrecord-*.gz, as TFX's ExampleGen names them
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
@@ -137,8 +140,10 @@ class VideoToExample(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ERRORS, json.dumps(line))
             return
         data = to_example(record, clip, self._options.jpeg_quality)
+        frames = len(clip.frames)
+        del clip  # not held while the example is written downstream
         self._good.inc()
-        self._frames.inc(len(clip.frames))
+        self._frames.inc(frames)
         self._bytes.update(len(data))
         yield beam.pvalue.TaggedOutput(record.split, data)
 
@@ -163,6 +168,31 @@ def write_errors(errors, path: str):
     return errors | "WriteErrors" >> beam.io.WriteToText(
         root, file_name_suffix=ext, shard_name_template=""
     )
+
+
+def stored_order(records) -> list[ucf101.VideoRecord]:
+    """The records in a fixed pseudo-random order (by a hash of the video id): the order the
+    examples are written in, so class after class never reaches the Trainer's shuffle buffer."""
+    return sorted(records, key=lambda r: hashlib.sha256(r.video_id.encode()).digest())
+
+
+def add_ingest(pipeline, listing: ucf101.VideoListing, options: IngestOptions, output: str):
+    """Adds listing -> `output`/Split-<split>/data_tfrecord-*.gz and `output`/errors.jsonl.
+
+    Examples stream from decoding to the files: each Beam worker holds one decoded video at a
+    time and nothing gathers the examples (no shuffle of them, which on a local runner would
+    hold every example in one process: TFX's ExampleGen reshuffles before writing).
+    """
+    outputs = (
+        pipeline
+        | "ListVideos" >> beam.Create(stored_order(listing.records))
+        | "IngestVideos" >> IngestVideos(options)
+    )
+    for name in ucf101.SPLITS:
+        _ = outputs[name] | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+            os.path.join(output, f"Split-{name}", EXAMPLES_FILE), file_name_suffix=".gz"
+        )
+    write_errors(outputs[ERRORS], os.path.join(output, ERRORS_FILE))
 
 
 def summarize(listing: ucf101.VideoListing, errors_path: str) -> IngestSummary:
@@ -199,12 +229,7 @@ def run(
     pipeline = beam.Pipeline(
         options=PipelineOptions(list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args))
     )
-    outputs = pipeline | "List" >> beam.Create(listing.records) | "Ingest" >> IngestVideos(options)
-    for name in ucf101.SPLITS:
-        _ = outputs[name] | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-            os.path.join(output, f"Split-{name}", "data_tfrecord"), file_name_suffix=".gz"
-        )
-    write_errors(outputs[ERRORS], report)
+    add_ingest(pipeline, listing, options, output)
     result = pipeline.run()
     result.wait_until_finish()
     summary = summarize(listing, report)
@@ -212,6 +237,7 @@ def run(
         beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
     )
     summary.metrics = {c.key.metric.name: c.committed for c in counters["counters"]}
+    counts.write(output, summary.good)
     logging.info("%s; error report: %s", summary, report)
     check_bad_fraction(summary, options.max_bad_fraction, report)
     return summary

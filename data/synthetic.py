@@ -122,12 +122,12 @@ def generate(output: str | os.PathLike, seed: int = 0, spec: SyntheticSpec = SPE
                 name = f"{class_name}/v_{class_name}_g{g:02d}_c{c:02d}.avi"
                 write_video(work / "UCF-101" / name, frames, spec.fps)
                 listed.append((name, label + 1, g))
-    _write_lines(lists / "classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(spec.classes)])
+    write_lines(lists / "classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(spec.classes)])
     for split in (1, 2, 3):
         test = spec.test_groups(split)
         train = [f"{n} {label}" for n, label, g in listed if g not in test]
-        _write_lines(lists / f"trainlist0{split}.txt", train)
-        _write_lines(lists / f"testlist0{split}.txt", [n for n, _, g in listed if g in test])
+        write_lines(lists / f"trainlist0{split}.txt", train)
+        write_lines(lists / f"testlist0{split}.txt", [n for n, _, g in listed if g in test])
     if output.exists():
         shutil.rmtree(output)
     work.rename(output)  # atomic: a half-written set is never mistaken for a whole one
@@ -142,7 +142,7 @@ def ensure(output: str | os.PathLike, seed: int = 0, spec: SyntheticSpec = SPEC)
     return output
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
+def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\r\n" for line in lines))  # CRLF, as UCF101 ships them
 
 

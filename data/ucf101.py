@@ -2,7 +2,7 @@
 
 Listing never decodes. A problem found while listing (a listed file that is absent, a class not in
 classInd) stays attached to its record, so ingest reports every listed video exactly once.
-Paths go through tf.io.gfile, so a data root may be local or a bucket (gs://...).
+Paths go through data.storage, so a data root may be local or a bucket (gs://, s3://).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import hashlib
 import posixpath
 import re
 
+from data import storage
+
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".ogv")
 VIDEOS_DIR = "UCF-101"
 LISTS_DIR = "ucfTrainTestlist"
@@ -19,12 +21,6 @@ TRAIN, EVAL = "train", "eval"
 SPLITS = (TRAIN, EVAL)
 # UCF101 names clips v_<Class>_gXX_cYY: gXX is one actor/scene, cYY a clip of it.
 _CLIP_SUFFIX = re.compile(r"(_g\d+)_c\d+$")
-
-
-def _gfile():
-    import tensorflow as tf  # here, not at the top: Beam workers unpickle records, never list
-
-    return tf.io.gfile
 
 
 class DataLayoutError(ValueError):
@@ -75,7 +71,7 @@ def hash_split(group: str, eval_fraction: float) -> str:
 def read_class_index(path: str) -> tuple[str, ...]:
     """classInd.txt ("1 ApplyEyeMakeup" per line) -> class names in 0-based label order."""
     names: dict[int, str] = {}
-    with _gfile().GFile(path) as f:
+    with storage.open(path, "r") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -91,7 +87,7 @@ def read_class_index(path: str) -> tuple[str, ...]:
 def _read_list(path: str) -> list[tuple[str, int | None]]:
     """trainlist ("Class/v_..avi 1") or testlist ("Class/v_..avi") -> (relative path, label)."""
     entries = []
-    with _gfile().GFile(path) as f:
+    with storage.open(path, "r") as f:
         for line in f:
             parts = line.split()
             if parts:
@@ -104,14 +100,14 @@ def find_layout(data_root: str) -> tuple[str, str | None]:
     """(videos dir, lists dir or None): a root holding UCF-101/ and ucfTrainTestlist/, UCF-101/
     itself with the lists beside it, or a plain folder-per-class set."""
     root = data_root.rstrip("/")
-    if not _gfile().isdir(root):
+    if not storage.isdir(root):
         raise DataLayoutError(f"data root {data_root!r} is not a directory")
     for videos, lists in (
         (posixpath.join(root, VIDEOS_DIR), posixpath.join(root, LISTS_DIR)),
         (root, posixpath.join(root, LISTS_DIR)),
         (root, posixpath.join(posixpath.dirname(root), LISTS_DIR)),
     ):
-        if _gfile().isdir(videos) and _gfile().exists(posixpath.join(lists, "classInd.txt")):
+        if storage.isdir(videos) and storage.exists(posixpath.join(lists, "classInd.txt")):
             return videos, lists
     return root, None
 
@@ -120,7 +116,7 @@ def _files_by_lowercase(videos_dir: str, class_name: str, cache: dict) -> dict[s
     # UCF101's lists and folders disagree in case for one class (HandStandPushups).
     if class_name not in cache:
         folder = posixpath.join(videos_dir, class_name)
-        names = _gfile().listdir(folder) if _gfile().isdir(folder) else []
+        names = storage.listdir(folder) if storage.isdir(folder) else []
         cache[class_name] = {n.lower(): posixpath.join(folder, n) for n in names}
     return cache[class_name]
 
@@ -136,7 +132,7 @@ def list_ucf101(videos_dir: str, lists_dir: str, split: int = 1) -> VideoListing
     records = []
     for split_name, list_name in ((TRAIN, "trainlist"), (EVAL, "testlist")):
         list_path = posixpath.join(lists_dir, f"{list_name}0{split}.txt")
-        if not _gfile().exists(list_path):
+        if not storage.exists(list_path):
             raise DataLayoutError(f"missing list file {list_path}")
         for rel, listed_label in _read_list(list_path):
             class_name, _, file_name = rel.rpartition("/")
@@ -166,15 +162,15 @@ def list_folders(videos_dir: str, eval_fraction: float = 0.3) -> VideoListing:
     class_names = tuple(
         sorted(
             d.rstrip("/")
-            for d in _gfile().listdir(videos_dir)
-            if _gfile().isdir(posixpath.join(videos_dir, d))
+            for d in storage.listdir(videos_dir)
+            if storage.isdir(posixpath.join(videos_dir, d))
         )
     )
     if not class_names:
         raise DataLayoutError(f"{videos_dir}: no class folders and no {LISTS_DIR}/classInd.txt")
     records = []
     for label, name in enumerate(class_names):
-        for file in sorted(_gfile().listdir(posixpath.join(videos_dir, name))):
+        for file in sorted(storage.listdir(posixpath.join(videos_dir, name))):
             if not file.lower().endswith(VIDEO_EXTENSIONS):
                 continue
             video_id = stem(file)

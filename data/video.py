@@ -24,6 +24,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from data import storage
+
 # A file is truncated when its data ends clearly before the end its container declares. The
 # slack absorbs muxers that round durations and an audio track slightly longer than the video.
 _TRUNCATION_SLACK_FRAMES = 4
@@ -70,12 +72,8 @@ def decode_video(
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     path = os.fspath(path)
-    if "://" in path:  # a bucket (gs://...): FFmpeg reads through a file object
-        import tensorflow as tf  # only here: the local path needs no TensorFlow
-
-        gfile = tf.io.gfile
-        exists, size = gfile.exists, lambda p: gfile.stat(p).length
-        source = lambda p: gfile.GFile(p, "rb")  # noqa: E731
+    if "://" in path:  # a bucket (gs://, s3://): FFmpeg reads through a file object
+        exists, size, source = storage.exists, storage.size, storage.open
     else:
         exists, size, source = os.path.exists, os.path.getsize, lambda p: p
     if not exists(path):

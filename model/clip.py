@@ -8,6 +8,11 @@ evaluation and serving see the same pixels:
     -> one crop window for all frames: random resized crop in training (only that window is
        decoded, tf.io.decode_and_crop_jpeg), centre square in evaluation
     -> bilinear resize to S x S, uint8 [T, S, S, 3] until the model, which normalises it.
+
+Multi-view evaluation (view_clips) is mmaction2's test protocol on the same L frames: `clips`
+clips evenly spaced from the first to the last possible offset (SampleFrames test_mode), each in
+`crops` squares of the short side (1: the centre, CenterCrop; 3: start, centre and end of the
+long side, ThreeCrop). One clip and one crop is exactly the evaluation clip above.
 """
 
 from __future__ import annotations
@@ -43,11 +48,40 @@ def clip_offset(num_frames, clip_frames: int, training: bool, seed=None) -> tf.T
     return slack // 2
 
 
-def centre_window(height, width) -> tf.Tensor:
-    """[y, x, h, w] of the centred square of side min(height, width): resizing it to S is
-    mmaction's evaluation Resize(short side) + CenterCrop(S)."""
+CENTRE = 1  # crop position: 0 start, 1 centre, 2 end of the long side
+
+
+def square_window(height, width, position: int = CENTRE) -> tf.Tensor:
+    """[y, x, h, w] of a square of side min(height, width) at `position` along the long side:
+    0 start (left or top), 1 centre, 2 end. Resizing it to S is mmaction's evaluation
+    Resize(short side) + CenterCrop(S) (position 1) or one of ThreeCrop(S)'s squares."""
     side = tf.minimum(height, width)
-    return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
+    return tf.stack(
+        [position * ((height - side) // 2), position * ((width - side) // 2), side, side]
+    )
+
+
+def centre_window(height, width) -> tf.Tensor:
+    """[y, x, h, w] of the centred square of side min(height, width)."""
+    return square_window(height, width, CENTRE)
+
+
+def view_offsets(length: int, clip_frames: int, clips: int) -> list[int]:
+    """First frames of `clips` clips of clip_frames among length frames, evenly spaced from the
+    first to the last possible offset (mmaction2's SampleFrames in test mode, floored so that
+    the middle clip of an odd count is the centre clip); one clip: the centre clip. Where fewer
+    than `clips` distinct clips exist (length - clip_frames + 1), each is taken once."""
+    slack = max(length - clip_frames, 0)
+    if clips == 1:
+        return [slack // 2]
+    return sorted({i * slack // (clips - 1) for i in range(clips)})
+
+
+def crop_positions(crops: int) -> list[int]:
+    """1: the centre square (CenterCrop); 3: start, centre and end of the long side (ThreeCrop)."""
+    if crops not in (1, 3):
+        raise ValueError(f"crops must be 1 (centre) or 3 (start, centre, end), got {crops}")
+    return [CENTRE] if crops == 1 else [0, CENTRE, 2]
 
 
 def random_window(height, width, area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3), seed=None):
@@ -95,6 +129,29 @@ def decode_window(jpegs: tf.Tensor, window: tf.Tensor, size: int, exact: bool) -
     )
     y, x, h, w = tf.unstack(window)
     return resize_uint8(frames[:, y : y + h, x : x + w], size)
+
+
+def view_clips(jpegs: tf.Tensor, clip_frames: int, size: int, views) -> tf.Tensor:
+    """[L] JPEG strings of one video, views [(first frame, crop position), ...] ->
+    uint8 [len(views), clip_frames, size, size, 3].
+
+    Each frame some view needs is decoded once, whole (as jpeg_clip in evaluation, so the view
+    (centre clip, centre crop) has its very pixels), then cropped and resized per view.
+    """
+    needed = sorted({start + i for start, _ in views for i in range(clip_frames)})
+    frames = tf.map_fn(
+        lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3),
+        tf.gather(tf.convert_to_tensor(jpegs), needed),
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+    )
+    shape = tf.shape(frames)
+    clips = []
+    for start, position in views:
+        first = needed.index(start)  # the clip's frames follow it in `needed`
+        y, x, h, w = tf.unstack(square_window(shape[1], shape[2], position))
+        clip = frames[first : first + clip_frames, y : y + h, x : x + w]
+        clips.append(tf.ensure_shape(resize_uint8(clip, size), [clip_frames, size, size, 3]))
+    return tf.stack(clips)
 
 
 def jpeg_clip(

@@ -54,6 +54,10 @@ class TrainOptions:
     checkpoint_every: int = _option(0, "resume checkpoint every N steps (0: every epoch)")
     pretrained: str = _option("", "official .pth or `python -m model.convert` directory")
     serving_chunk: int = _option(8, "clips decoded and classified at a time when serving")
+    eval_clips: int = _option(
+        4, "multi-view evaluation: clips per video, evenly spaced (at most L - T + 1 distinct)"
+    )
+    eval_crops: int = _option(3, "multi-view evaluation: crops per clip, 1 (centre) or 3")
     seed: int = _option(0, "random seed of initialisation, shuffling and augmentation")
     deterministic: bool = _option(
         False, "the same seed gives the same model: training input in a fixed order (slower)"
@@ -69,6 +73,12 @@ class TrainOptions:
                 f"batch_size {self.batch_size} must be a multiple of accumulation_steps "
                 f"{self.accumulation_steps}"
             )
+        if self.eval_crops not in (1, 3):
+            raise ValueError(
+                f"eval_crops must be 1 (centre) or 3 (ThreeCrop), got {self.eval_crops}"
+            )
+        if self.eval_clips < 1:
+            raise ValueError(f"eval_clips must be at least 1, got {self.eval_clips}")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be float32 or mixed_bfloat16, got {self.precision!r}")
 
@@ -78,6 +88,11 @@ class TrainOptions:
     @classmethod
     def from_json(cls, text: str) -> TrainOptions:
         return cls(**json.loads(text))
+
+    @property
+    def eval_views(self) -> tuple[int, int]:
+        """(clips, crops) of multi-view evaluation; (1, 1) is the single centre view."""
+        return (self.eval_clips, self.eval_crops)
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:

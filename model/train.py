@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
+from data import counts
 from data import features as F
 from model import clip as clip_lib
 from model import preprocessing
@@ -117,36 +119,44 @@ def _files(patterns) -> list[str]:
 
 
 class DataError(ValueError):
-    """Transformed examples that cannot be trained on; the message names the videos."""
+    """Examples that cannot be trained on; the message names the video."""
 
 
-def scan_labels(patterns, num_classes: int) -> int:
-    """Counts the examples; raises DataError naming every video whose label is unknown.
+# The Transform's inputs: what the Trainer parses from a raw example (the rest is metadata).
+TRANSFORM_INPUTS = (F.FRAMES, F.LABEL, F.LABEL_NAME, F.VIDEO_ID)
+_BAD_LABEL = "label not among the classes of the training split, video"  # no quote: TF escapes it
+_BAD_LABEL_VIDEO = re.compile(re.escape(_BAD_LABEL) + r"\] \[([^\]]*)\]")
 
-    One read of the split that parses only `label` and `video_id` (no JPEG is decoded).
+
+def transform_fn(tf_transform_output, tft_layer=None):
+    """A serialized raw example (scalar string) -> the Transform's outputs for it:
+    {clip: [L] JPEG strings, label: int64 scalar, video_id: string scalar}.
+
+    The Transform graph runs here, in tf.data, on the examples VideoExampleGen stored, so no
+    transformed copy of the data set is ever written (the Transform only analyses).
     """
-    spec = {
-        F.LABEL: tf.io.FixedLenFeature([], tf.int64),
-        F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
-    }
-    dataset = (
-        tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
-        .batch(1024)
-        .map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    raw_spec = tf_transform_output.raw_feature_spec()
+    spec = {name: raw_spec[name] for name in TRANSFORM_INPUTS}
+    layer = tft_layer or tf_transform_output.transform_features_layer()
+
+    def transform(record):
+        transformed = layer(tf.io.parse_example(record[None], spec))
+        return {name: value[0] for name, value in transformed.items()}
+
+    return transform
+
+
+def count_examples(patterns) -> int:
+    """The examples in the split, from the counts written beside them (data/counts.py); examples
+    made elsewhere, without that file, are counted by one read of the split."""
+    known = counts.read(patterns)
+    if known is not None:
+        return known
+    logging.warning(
+        "no %s beside %s: counting its records (one read)", counts.COUNTS_FILE, patterns
     )
-    count, bad = 0, []
-    for batch in dataset.as_numpy_iterator():
-        labels = batch[F.LABEL]
-        count += len(labels)
-        wrong = (labels < 0) | (labels >= num_classes)
-        bad += [v.decode() for v in batch[F.VIDEO_ID][wrong]]
-    if bad:
-        raise DataError(
-            f"{len(bad)} example(s) in {patterns} have a label/label_name pair that is not one of "
-            f"the training split's {num_classes} classes: {', '.join(bad[:10])}"
-            f"{' ...' if len(bad) > 10 else ''}"
-        )
-    return count
+    dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
 def _complete_jpegs(example) -> tf.Tensor:
@@ -171,19 +181,45 @@ def _complete_jpegs(example) -> tf.Tensor:
     return tf.cond(ok, lambda: ok, report)
 
 
+def _checked_label(example, num_classes: int) -> tf.Tensor:
+    """The label; an error naming the video when it is not one of the classes (the Transform
+    gives -1 to a label/label_name pair its training-split vocabulary lacks)."""
+    label = example[F.LABEL]
+    check = tf.debugging.Assert(
+        (label >= 0) & (label < num_classes), [_BAD_LABEL, example[F.VIDEO_ID]]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(label)
+
+
+def data_error(error: tf.errors.InvalidArgumentError, num_classes: int) -> DataError | None:
+    """A readable DataError for a bad label's assertion; None for any other error."""
+    found = _BAD_LABEL_VIDEO.search(error.message)
+    if not found:
+        return None
+    return DataError(
+        f"{found.group(1)}: its label/label_name pair is not one of the training split's "
+        f"{num_classes} classes (the Transform's class vocabulary). Fix its label or list, or "
+        "add the class to the training split."
+    )
+
+
 def make_dataset(
     patterns,
-    feature_spec: dict,
+    transform,
     options: TrainOptions,
     num_classes: int,
     batch_size: int,
     training: bool,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
-    """Transformed examples -> (uint8 clips [B, T, S, S, 3], one-hot labels [B, K]).
+    """Examples -> (uint8 clips [B, T, S, S, 3], one-hot labels [B, K]).
 
-    Training: this input pipeline's shard of the records, shuffled and repeated, random clips,
-    full batches only. Evaluation: one deterministic pass, centre clips, the last batch partial.
+    transform: a serialized example -> {clip, label, video_id} (`transform_fn`: the Transform
+    graph on raw examples). Training: this input pipeline's shard of the records, shuffled and
+    repeated, random clips, full batches only. Evaluation: one deterministic pass, centre clips,
+    the last batch partial. A label outside the classes stops iteration at its batch (an
+    InvalidArgumentError naming the video: `data_error`).
     """
     files = _files(patterns)
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -210,8 +246,9 @@ def make_dataset(
     dataset = (
         dataset.enumerate()
         .map(
-            lambda i, r: (i * pipelines + pipeline_id, tf.io.parse_single_example(r, feature_spec)),
+            lambda i, r: (i * pipelines + pipeline_id, transform(r)),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=options.deterministic or not training,
         )
         .filter(lambda _, example: _complete_jpegs(example))
     )
@@ -226,7 +263,7 @@ def make_dataset(
             flip=options.flip,
             seed=tf.stack([tf.constant(options.seed, tf.int64), position]) if training else None,
         )
-        return clip, tf.one_hot(example[F.LABEL], num_classes)
+        return clip, tf.one_hot(_checked_label(example, num_classes), num_classes)
 
     dataset = dataset.map(
         to_inputs,
@@ -397,16 +434,16 @@ def train(
     strategy = strategy or make_strategy(options.strategy)
     keras.utils.set_random_seed(options.seed)  # same initial weights and draws every run
     class_names = read_class_names(tf_transform_output)
-    feature_spec = tf_transform_output.transformed_feature_spec()
-    train_examples = scan_labels(train_files, len(class_names))
-    eval_examples = scan_labels(eval_files, len(class_names))
+    # From the counts VideoExampleGen wrote: no read of the splits before the first step.
+    train_examples = count_examples(train_files)
+    eval_examples = counts.read(eval_files)
     global_batch = options.batch_size * strategy.num_replicas_in_sync
     steps_per_epoch = max(1, train_examples // global_batch)
     logging.info(
-        "training on %d clips (evaluating on %d), %d classes: %d epochs x %d steps of %d clips "
+        "training on %d clips (evaluating on %s), %d classes: %d epochs x %d steps of %d clips "
         "(%d per replica)",
         train_examples,
-        eval_examples,
+        eval_examples if eval_examples is not None else "all",
         len(class_names),
         options.epochs,
         steps_per_epoch,
@@ -417,10 +454,11 @@ def train(
         model = build_model(options, len(class_names), steps_per_epoch)
         if initialize is not None:
             initialize(model.classifier)
+    transform = transform_fn(tf_transform_output)
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(
             train_files,
-            feature_spec,
+            transform,
             options,
             len(class_names),
             ctx.get_per_replica_batch_size(global_batch),
@@ -429,26 +467,34 @@ def train(
         )
     )
     eval_data = make_dataset(
-        eval_files, feature_spec, options, len(class_names), global_batch, training=False
+        eval_files, transform, options, len(class_names), global_batch, training=False
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(
             os.path.join(run_dir, BACKUP_DIR),
             save_freq=options.checkpoint_every or "epoch",
-            delete_checkpoint=False,
+            # Finished training needs no resume point: the export is the model (Swin-T's
+            # backup, weights and both optimizers' moments, is ~3x the model).
+            delete_checkpoint=True,
         ),
         keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch", write_graph=False),
         _EpochLog(options.epochs),
         *(callbacks or []),
     ]
-    history = model.fit(
-        train_data,
-        epochs=options.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=eval_data,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    try:
+        history = model.fit(
+            train_data,
+            epochs=options.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=eval_data,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    except tf.errors.InvalidArgumentError as error:
+        bad_data = data_error(error, len(class_names))
+        if bad_data is None:
+            raise
+        raise bad_data from None
     logs = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     return TrainResult(model, logs, class_names, steps_per_epoch, train_examples)
 
@@ -511,6 +557,7 @@ def run_fn(fn_args) -> None:
         options.clip_frames,
         options.image_size,
         options.serving_chunk,
+        options.eval_views,
     )
     export.save(module, export_dir)
     logging.info("exported the serving model to %s", export_dir)

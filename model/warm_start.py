@@ -17,11 +17,13 @@ state (step counter, slots) of the source leaks into the new run.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import tensorflow as tf
 from absl import logging
 
+from data import storage
 from model import convert
 from model.export import holds_saved_model
 from model.pth import CheckpointError
@@ -39,13 +41,18 @@ def initialize(classifier, base_model: str | None = None, pretrained: str | None
     classifier: tf_keras model from model.video_swin.build_classifier (layers 'backbone', 'head').
     base_model: a Trainer SavedModel directory (or a TFX Model artifact URI holding
     Format-Serving/); pretrained: a .pth file or a model.convert output directory (or its
-    backbone/). Paths may be any filesystem tf.io.gfile reads (gs://...).
+    backbone/). Paths may be any filesystem tf.io.gfile reads (gs://...); a .pth also s3://.
     """
     if base_model:
         description = f"base model {base_model}: " + _from_saved_model(
             classifier, _saved_model_dir(base_model), "base model"
         )
-    elif pretrained and tf.io.gfile.isdir(pretrained):
+    elif pretrained and storage.isdir(pretrained):
+        if storage.is_s3(pretrained):
+            raise CheckpointError(
+                f"{pretrained}: a converted checkpoint is read by TensorFlow, which reads no "
+                "s3:// here: give its .pth, or put the directory on gs:// or a local disk"
+            )
         description = f"converted checkpoint {pretrained}: " + _from_saved_model(
             classifier, pretrained, "converted checkpoint"
         )
@@ -132,9 +139,11 @@ def _from_pth(classifier, path: str) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, os.path.basename(path))
             try:
-                tf.io.gfile.copy(path, local)
+                _copy_to_local(path, local)
             except tf.errors.OpError as e:
                 raise CheckpointError(f"{path}: cannot read checkpoint: {e.message}") from e
+            except FileNotFoundError as e:
+                raise CheckpointError(f"{path}: cannot read checkpoint: {e}") from e
             try:
                 return _from_pth(classifier, local)
             except CheckpointError as e:
@@ -148,3 +157,13 @@ def _from_pth(classifier, path: str) -> str:
         variant = classifier.get_layer("backbone").config.name
         raise CheckpointError(f"{path}: does not fit Video Swin {variant!r}: {e}") from e
     return f"{fmt} layout, " + _describe_head(num_classes, theirs)
+
+
+def _copy_to_local(path: str, local: str) -> None:
+    if not storage.is_s3(path):
+        tf.io.gfile.copy(path, local)
+        return
+    if not storage.exists(path):  # TensorFlow reads no s3:// in this image (data/storage.py)
+        raise FileNotFoundError("no such object")
+    with storage.open(path) as source, open(local, "wb") as target:
+        shutil.copyfileobj(source, target)

@@ -32,6 +32,14 @@ def add_pipeline_flags(parser: argparse.ArgumentParser, gpus_default: int = 0) -
     parser.add_argument("--learning-rate", type=float, help="peak learning rate of the head")
     parser.add_argument("--min-accuracy", type=float, help="eval top-1 needed to bless a model")
     parser.add_argument(
+        "--eval-views",
+        type=_views,
+        metavar="CLIPSxCROPS",
+        help="multi-view evaluation, e.g. 4x3 (crops: 1 or 3); its top-1 gates blessing, and "
+        f"1x1 evaluates the one served view (default: {TrainOptions.eval_clips}x"
+        f"{TrainOptions.eval_crops} on real data, 1x1 on the embedded set)",
+    )
+    parser.add_argument(
         "--allow-anomalies",
         action="store_true",
         help="train even when ExampleValidator finds anomalies (after you have read them)",
@@ -60,6 +68,13 @@ def add_pipeline_flags(parser: argparse.ArgumentParser, gpus_default: int = 0) -
     )
 
 
+def _views(text: str) -> tuple[int, int]:
+    clips, _, crops = text.lower().partition("x")
+    if not (clips.isdigit() and crops.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected CLIPSxCROPS such as 4x3, got {text!r}")
+    return int(clips), int(crops)
+
+
 def default_schema(data_root: str) -> str | None:
     """UCF101's curated schema for an official UCF101 root; None (infer) for other sets."""
     from data import ucf101
@@ -86,6 +101,8 @@ def train_options(base: TrainOptions, args: argparse.Namespace) -> TrainOptions:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
     }
+    if args.eval_views:
+        changes["eval_clips"], changes["eval_crops"] = args.eval_views
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 

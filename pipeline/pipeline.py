@@ -1,7 +1,8 @@
 """The one pipeline definition, used by local_runner.py and kubeflow_runner.py.
 
 VideoExampleGen -> StatisticsGen -> (Import)SchemaGen -> ExampleValidator -> AnomaliesGate ->
-Transform -> Trainer -> Evaluator -> Pusher. LatestPushedModel hands the model being served (the
+Transform (analysis only) -> Trainer (raw examples through the Transform graph) -> Evaluator ->
+Pusher. LatestPushedModel hands the model being served (the
 latest blessed one) to the Trainer as base_model and to the Evaluator as baseline: a scheduled
 retraining run continues from, and must beat, the model being served.
 """
@@ -12,14 +13,14 @@ import uuid
 
 from tfx import v1 as tfx
 
-from components import tfjob_trainer
+from components import batching, tfjob_trainer
 from components.anomalies_gate import AnomaliesGate
 from components.served_model import Evaluator, LatestPushedModel
 from components.video_example_gen import VideoExampleGen
 from components.video_schema_gen import SchemaGen
 from data.ingest import IngestOptions
-from model import preprocessing, train
-from pipeline import configs, evaluation
+from model import function_teardown, preprocessing, train
+from pipeline import configs, evaluation, statistics
 
 
 def create_pipeline(
@@ -58,7 +59,9 @@ def create_pipeline(
         raise ValueError("serving_dir is required unless validate_only")
     train_options = train_options or train.TrainOptions()
     example_gen = VideoExampleGen(input_base=data_root, ucf_split=ucf_split, options=ingest_options)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = batching.StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics.stats_options()
+    )
     if schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     else:
@@ -82,11 +85,14 @@ def create_pipeline(
     anomalies_gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"], allow_anomalies=allow_anomalies
     )
-    transform = tfx.components.Transform(
+    # The Transform only analyses (the class vocabulary): the Trainer applies its graph to the
+    # examples as it reads them, so the data set is stored once.
+    transform = batching.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={preprocessing.SAMPLED_FRAMES_KEY: train_options.sampled_frames},
+        materialize=False,
         disable_statistics=True,  # statistics of JPEG strings say nothing
     )
     transform.add_upstream_node(anomalies_gate)
@@ -112,7 +118,7 @@ def create_pipeline(
         }
     trainer = trainer_component(
         run_fn=configs.RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=served.outputs["model"],
@@ -125,8 +131,12 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=served.outputs["model"],
         example_splits=["eval"],
-        eval_config=evaluation.eval_config(min_accuracy),
+        eval_config=evaluation.eval_config(min_accuracy, train_options.eval_views),
     )
+    # Their Beam workers hold TensorFlow functions (the Transform's analysis, the model) until
+    # they exit: TF 2.16 finalizes them quietly there only with this guard.
+    for step in (transform, evaluator):
+        step.with_beam_pipeline_args([f"--beam_plugins={function_teardown.MODULE}"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

@@ -18,8 +18,13 @@ from pipeline import evaluation
 
 @dataclasses.dataclass
 class RunReport:
-    accuracy: float | None = None
+    accuracy: float | None = None  # one view: serving_default's centre clip and crop
     top_k_accuracy: float | None = None
+    # Multi-view (serving_views), when the model was evaluated on more than one view: then
+    # these gate blessing, and per_class and confusion are theirs.
+    views_accuracy: float | None = None
+    views_top_k_accuracy: float | None = None
+    views: tuple[int, int] | None = None  # (clips, crops), from the model's training record
     eval_examples: int | None = None
     per_class: dict[str, float] = dataclasses.field(default_factory=dict)
     blessed: bool | None = None
@@ -62,6 +67,29 @@ def _value(metrics: dict, name: str) -> float | None:
     return None
 
 
+def views_text(views: tuple[int, int] | None) -> str:
+    """(4, 3) -> "4 clips x 3 crops"."""
+    if not views:
+        return "multi-view"
+    (clips, crops) = views
+    return f"{clips} clip{'s' * (clips > 1)} x {crops} crop{'s' * (crops > 1)}"
+
+
+def _evaluated_views(config: dict) -> tuple[int, int] | None:
+    """(clips, crops) from the training record beside the evaluated model's Format-Serving."""
+    from model import train
+
+    locations = config.get("modelLocations", {})
+    location = locations.get("candidate") or next(iter(locations.values()), "")
+    record = os.path.join(os.path.dirname(location.rstrip("/")), train.TRAINING_RECORD)
+    try:
+        with open(record) as f:
+            options = json.load(f)["options"]
+        return (int(options["eval_clips"]), int(options["eval_crops"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _read_evaluation(report: RunReport, uri: str) -> None:
     import tensorflow_model_analysis as tfma
 
@@ -70,12 +98,23 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
     names = [s.get("name", "") for s in config["evalConfig"]["modelSpecs"]]
     candidate = "candidate" if "candidate" in names else names[0]
     report.has_baseline = "baseline" in names
+    multi_view = any(
+        evaluation.MULTI_VIEW_OUTPUT in spec.get("outputNames", [])
+        for spec in config["evalConfig"]["metricsSpecs"]
+    )
+    if multi_view:
+        report.views = _evaluated_views(config)
+    gated = evaluation.MULTI_VIEW_OUTPUT if multi_view else ""  # the gated metrics' output
+    single = evaluation.SINGLE_VIEW_OUTPUT if multi_view else ""
     result = tfma.load_eval_result(uri, model_name=candidate or None)
     for slice_key, metrics in result.slicing_metrics:
-        values = metrics[""][""]
+        values = metrics.get(gated, {}).get("", {})
         if not slice_key:
-            report.accuracy = _value(values, evaluation.ACCURACY)
-            report.top_k_accuracy = _value(values, evaluation.TOP_K_ACCURACY)
+            report.accuracy = _value(metrics[single][""], evaluation.ACCURACY)
+            report.top_k_accuracy = _value(metrics[single][""], evaluation.TOP_K_ACCURACY)
+            if multi_view:
+                report.views_accuracy = _value(values, evaluation.ACCURACY)
+                report.views_top_k_accuracy = _value(values, evaluation.TOP_K_ACCURACY)
             count = _value(values, "example_count")
             report.eval_examples = None if count is None else int(count)
         else:
@@ -86,7 +125,7 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
     for slice_key, plots in result.plots:
         if slice_key:
             continue
-        matrices = plots[""][""].get("multiClassConfusionMatrixAtThresholds", {})
+        matrices = plots.get(gated, {}).get("", {}).get("multiClassConfusionMatrixAtThresholds", {})
         for matrix in matrices.get("matrices", [])[:1]:
             entries = matrix.get("entries", [])
             n = 1 + max(
@@ -104,15 +143,19 @@ def _read_evaluation(report: RunReport, uri: str) -> None:
             key = failure.metric_key
             value = failure.metric_value.double_value.value
             threshold = failure.metric_threshold
+            protocol = f" ({views_text(report.views)})" if key.output_name else ""
             if key.is_diff:
                 report.reasons.append(
                     f"{key.name} is {value:+.3f} against the last blessed model (must not drop)"
+                    + protocol
                 )
             elif threshold.value_threshold.HasField("lower_bound"):
                 bound = threshold.value_threshold.lower_bound.value
-                report.reasons.append(f"{key.name} {value:.3f} < the threshold {bound:.3f}")
+                report.reasons.append(
+                    f"{key.name} {value:.3f} < the threshold {bound:.3f}" + protocol
+                )
             else:
-                report.reasons.append(f"{key.name}: {failure.message}")
+                report.reasons.append(f"{key.name}{protocol}: {failure.message}")
 
 
 def collect(metadata_path: str, since_id: int = 0) -> RunReport:
@@ -197,16 +240,24 @@ def summary_lines(report: RunReport, min_accuracy: float) -> list[str]:
     if report.accuracy is None:
         return ["No evaluation: the run stopped before the Evaluator (see the error above)."]
     weakest = min(report.per_class.items(), key=lambda kv: kv[1], default=None)
-    lines.append(
-        f"Eval split: top-1 {report.accuracy:.3f}, top-5 {report.top_k_accuracy:.3f} "
-        f"on {report.eval_examples} clips"
-        + (f"; weakest class {weakest[0]} {weakest[1]:.2f}" if weakest else "")
-    )
+    weakest_text = f"; weakest class {weakest[0]} {weakest[1]:.2f}" if weakest else ""
+    single = f"top-1 {report.accuracy:.3f}, top-5 {report.top_k_accuracy:.3f}"
+    if report.views_accuracy is None:
+        lines.append(f"Eval split: {single} on {report.eval_examples} clips{weakest_text}")
+        gate = "top-1"
+    else:
+        views = views_text(report.views)
+        lines.append(
+            f"Eval split, {report.eval_examples} videos: {views} top-1 "
+            f"{report.views_accuracy:.3f}, top-5 {report.views_top_k_accuracy:.3f}; "
+            f"one view (serving_default) {single}{weakest_text}"
+        )
+        gate = f"top-1 ({views})"
     baseline = (
         "against the last blessed model" if report.has_baseline else "first model, no baseline"
     )
     if report.blessed:
-        lines.append(f"BLESSED: top-1 >= {min_accuracy:.2f} ({baseline}).")
+        lines.append(f"BLESSED: {gate} >= {min_accuracy:.2f} ({baseline}).")
     else:
         why = "; ".join(report.reasons) or "see the Evaluator's validations"
         lines.append(f"NOT BLESSED: {why}.")

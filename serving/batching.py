@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from serving.repository import Signature
+from serving.repository import Signature, call_signature
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,6 @@ class _Item:
     size: int
     key: tuple
     future: concurrent.futures.Future
-
-
-def call_signature(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    outputs = signature.function(**{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: np.asarray(v) for k, v in outputs.items()}
 
 
 class Batcher:

@@ -1,10 +1,12 @@
 """A video file -> top-5 classes from a TF Serving REST endpoint (this server or TF Serving itself).
 
-    python -m serving.client --video clip.avi --url http://127.0.0.1:8501 --model NAME
+    python -m serving.client --video clip.avi --url http://127.0.0.1:8501 --model NAME [--views]
 
 The video is decoded exactly as ingestion does (data/video.py, the same IngestOptions) and sent
 as the serialized tf.Example the model was trained and evaluated on (only `frames`, JPEG bytes),
-so the model's serving_default applies the evaluation sampling itself. Standard library HTTP only.
+so the model applies the evaluation sampling itself: serving_default classifies one view (the
+centre clip, centre crop); --views asks serving_views for the average over the model's evaluation
+views (e.g. 4 clips x 3 crops: 12 times the work). Standard library HTTP only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from data import example_proto, features, video  # noqa: E402
 from data.ingest import IngestOptions  # noqa: E402
 
 DEFAULT_OPTIONS = IngestOptions()  # ingestion's real-data defaults
+ONE_VIEW, VIEWS = "serving_default", "serving_views"  # model/export.py's signatures
 
 
 class ServingError(RuntimeError):
@@ -74,11 +77,13 @@ def predict_video(
     options: IngestOptions = DEFAULT_OPTIONS,
     version: int | None = None,
     timeout: float = 60.0,
+    views: bool = False,
 ) -> Prediction:
-    """Top classes of one video from the model's serving_default signature."""
+    """Top classes of one video: one view (serving_default), or with views=True the average
+    over the model's evaluation views (serving_views)."""
     example = video_example(path, options)
     body = {
-        "signature_name": "serving_default",
+        "signature_name": VIEWS if views else ONE_VIEW,
         "instances": [{"b64": base64.b64encode(example).decode("ascii")}],
     }
     (row,) = predict(url, model, body, version, timeout)["predictions"]
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="model name (the serving folder's name)")
     parser.add_argument("--version", type=int, help="a specific version (default: the newest)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--views",
+        action="store_true",
+        help="average the model's evaluation views (clips x crops, as it was evaluated) instead "
+        "of classifying the centre clip and crop",
+    )
     defaults = DEFAULT_OPTIONS
     for field in dataclasses.fields(IngestOptions):
         if field.name in ("frame_stride", "max_frames", "short_side", "jpeg_quality"):
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         prediction = predict_video(
-            args.video, args.url, args.model, options, args.version, args.timeout
+            args.video, args.url, args.model, options, args.version, args.timeout, args.views
         )
     except (video.VideoError, ServingError) as error:
         print(f"error: {args.video}: {error}", file=sys.stderr)

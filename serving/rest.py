@@ -16,18 +16,11 @@ import orjson
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from serving import api
+from serving.api import RequestError
 from serving.repository import LoadedVersion, Signature
 
-DEFAULT_SIGNATURE = "serving_default"
 _B64 = "b64"
-
-
-class RequestError(Exception):
-    """A request the server answers with `status` and {"error": message}."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def _bad(message: str) -> RequestError:
@@ -42,11 +35,7 @@ def parse_predict(body: bytes, loaded: LoadedVersion) -> tuple[Signature, dict, 
         raise _bad(f"request body is not valid JSON: {error}") from None
     if not isinstance(request, dict):
         raise _bad("request body must be a JSON object with 'instances' or 'inputs'")
-    name = request.get("signature_name", DEFAULT_SIGNATURE)
-    if not isinstance(name, str) or name not in loaded.signatures:
-        known = sorted(loaded.signatures)
-        raise _bad(f"signature_name {name!r} not found in the model's signatures {known}")
-    signature = loaded.signatures[name]
+    signature = api.signature(loaded, request.get("signature_name", api.DEFAULT_SIGNATURE))
     unknown = sorted(set(request) - {"signature_name", "instances", "inputs"})
     if unknown:
         raise _bad(f"unknown request fields {unknown}; expected 'instances' or 'inputs'")
@@ -67,13 +56,7 @@ def _named(value, signature: Signature, where: str) -> dict:
         if len(signature.inputs) != 1:
             raise _bad(f"{where}: give an object with the inputs {sorted(signature.inputs)}")
         return {next(iter(signature.inputs)): value}
-    missing = sorted(set(signature.inputs) - set(value))
-    extra = sorted(set(value) - set(signature.inputs))
-    if missing or extra:
-        raise _bad(
-            f"{where}: signature {signature.name!r} takes inputs {sorted(signature.inputs)}; "
-            f"missing {missing}, unexpected {extra}"
-        )
+    api.check_names(signature, value, where)
     return value
 
 
@@ -89,26 +72,16 @@ def _rows(instances, signature: Signature) -> dict:
         shapes = {v.shape for v in values}
         if len(shapes) > 1:
             raise _bad(f"input {name!r}: instances have different shapes {sorted(shapes)}")
-        tensors[name] = _check_shape(np.stack(values), spec, name)
+        tensors[name] = api.check_shape(np.stack(values), spec, name)
     return tensors
 
 
 def _columns(inputs, signature: Signature) -> dict:
     named = _named(inputs, signature, "'inputs'")
     return {
-        name: _check_shape(_array(named[name], spec.dtype, f"inputs.{name}"), spec, name)
+        name: api.check_shape(_array(named[name], spec.dtype, f"inputs.{name}"), spec, name)
         for name, spec in signature.inputs.items()
     }
-
-
-def _check_shape(array: np.ndarray, spec: tf.TensorSpec, name: str) -> np.ndarray:
-    expected = spec.shape.as_list()
-    if len(expected) != array.ndim or any(
-        e is not None and e != a for e, a in zip(expected, array.shape, strict=True)
-    ):
-        want = "[" + ", ".join("None" if e is None else str(e) for e in expected) + "]"
-        raise _bad(f"input {name!r}: got shape {list(array.shape)}, the signature takes {want}")
-    return array
 
 
 def _array(value, dtype: tf.DType, where: str) -> np.ndarray:
@@ -199,12 +172,13 @@ def dumps(value) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def status_response(name: str, loaded: LoadedVersion) -> bytes:
-    status = {"error_code": "OK", "error_message": ""}
+def status_response(states: list[tuple[int, str]]) -> bytes:
+    """[(version, state name)] -> GetModelStatusResponse as TF Serving's REST API prints it."""
+    ok = {"error_code": "OK", "error_message": ""}
     return dumps(
         {
             "model_version_status": [
-                {"version": str(loaded.version), "state": "AVAILABLE", "status": status}
+                {"version": str(version), "state": state, "status": ok} for version, state in states
             ]
         }
     )

@@ -107,13 +107,25 @@ def split_sizes() -> tuple[int, int]:
     return per_group * (spec.groups - 2), per_group * 2
 
 
+EVAL_VIEWS = (3, 1)  # the test runs' multi-view evaluation: 3 clips of the 16-frame cover
+
+
 def tiny_train_options(**changes):
-    """The embedded set's training configuration, shortened for tests (seconds an epoch)."""
+    """The embedded set's training configuration, shortened for tests (seconds an epoch), and
+    evaluated on EVAL_VIEWS so the shared runs exercise multi-view evaluation."""
     import dataclasses
 
     from pipeline import configs
 
-    settings = {"epochs": 20, "batch_size": 8, "shuffle_buffer": 64, **changes}
+    clips, crops = EVAL_VIEWS
+    settings = {
+        "epochs": 20,
+        "batch_size": 8,
+        "shuffle_buffer": 64,
+        "eval_clips": clips,
+        "eval_crops": crops,
+        **changes,
+    }
     return dataclasses.replace(configs.SYNTHETIC_TRAIN_OPTIONS, **settings)
 
 
@@ -202,3 +214,31 @@ def retrain_run(pipeline_run):
     since = report.newest_artifact_id_at(pipeline_run["metadata"])
     paths = run_pipeline(root, pipeline_run["data_root"], min_accuracy=1.01, enable_cache=True)
     return {**paths, "since": since}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-protocol server on loopback (moto's), reached over HTTP as boto3 reaches AWS S3
+    or MinIO. Yields the environment a client needs (boto3's AWS_* variables)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process (and the processes it starts) talks to s3_server; returns a boto3 client."""
+    import boto3
+
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    return boto3.client("s3")

@@ -3,6 +3,7 @@ Kubernetes API on 127.0.0.1 (TFJob create and get only); and a pipeline whose Tr
 Trainer, where the stand-in plays the Training Operator: it runs the manifest's replicas as local
 processes with the TF_CONFIG the operator sets, so the replicas' command really trains."""
 
+import base64
 import glob
 import http.server
 import json
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 import pytest
 import yaml
@@ -23,6 +25,8 @@ from tests.conftest import free_ports, tiny_train_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/?]+))?")
+PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+VERBS = {"POST": "create", "GET": "get", "DELETE": "delete"}
 
 
 # ---------------------------------------------------------------- a Kubernetes API stand-in
@@ -32,23 +36,81 @@ def _condition(kind, reason="", message=""):
     return {"type": kind, "status": "True", "reason": reason, "message": message}
 
 
-class KubeStandIn:
-    """The TFJob create/get paths of a Kubernetes API server on 127.0.0.1.
+def _role_rules():
+    """The rules deploy/tfjob-rbac.yaml grants the launcher pod."""
+    with open(os.path.join(REPO, "deploy", "tfjob-rbac.yaml")) as f:
+        (role,) = [d for d in yaml.safe_load_all(f) if d["kind"] == "Role"]
+    return role["rules"]
 
-    `statuses`: what successive GETs report (the last one repeats). Without them it plays the
-    Training Operator: each replica of a created TFJob runs as a local process (the container's
-    command, `python` being this interpreter, the repository the image's WORKDIR) with the
-    operator's TF_CONFIG, its output in `log_dir`/<pod>.log; the status follows the processes.
+
+def _allowed(rules, group, resource, verb):
+    return any(
+        group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+        for rule in rules
+    )
+
+
+def _pod(job, kind, index, phase, **status):
+    """A replica's pod as the Training Operator names and labels it (pkg/apis/kubeflow.org/v1)."""
+    return {
+        "metadata": {
+            "name": f"{job['metadata']['name']}-{kind.lower()}-{index}",
+            "labels": {
+                tj.JOB_LABEL: job["metadata"]["name"],
+                "training.kubeflow.org/replica-type": kind.lower(),
+                "training.kubeflow.org/replica-index": str(index),
+            },
+        },
+        "status": {"phase": phase, **status},
+    }
+
+
+def unschedulable(job):
+    """Every replica Pending: no node has the GPUs (the scheduler's PodScheduled condition)."""
+    nodes = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are "
+    nodes += "available: 3 No preemption victims found for incoming pod."
+    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    return [
+        _pod(job, kind, index, "Pending", conditions=[{**scheduled, "message": nodes}])
+        for kind, spec in job["spec"]["tfReplicaSpecs"].items()
+        for index in range(spec["replicas"])
+    ]
+
+
+class KubeStandIn:
+    """The paths of a Kubernetes API server on 127.0.0.1 that the TFJob Trainer uses: TFJob
+    create, get and delete, and the list of a job's pods; each allowed only as far as the Role
+    in deploy/tfjob-rbac.yaml (`rules`) lets the launcher pod, else 403 as RBAC answers.
+
+    It plays the Training Operator (kubeflow/training-operator v1.9.0): `statuses` are what
+    successive GETs report (the last one repeats) and `pods(job)` its replicas' pods; without
+    statuses each replica of a created TFJob runs as a local process (the container's command,
+    `python` being this interpreter, the repository the image's WORKDIR) with the operator's
+    TF_CONFIG, its output in `log_dir`/<pod>.log, and status and pods follow the processes. A
+    job's runPolicy.activeDeadlineSeconds, counted from its creation, fails it and removes its
+    pods as the operator does (pkg/controller.v1/common/job.go), unless enforce_deadline=False.
     """
 
-    def __init__(self, statuses=None, log_dir=None, deadline_s=600):
+    def __init__(
+        self,
+        statuses=None,
+        log_dir=None,
+        deadline_s=600,
+        pods=None,
+        enforce_deadline=True,
+        rules=None,
+    ):
         self.statuses, self.log_dir, self.deadline = statuses, log_dir, time.time() + deadline_s
-        self.created, self.gets, self.replicas = [], 0, {}
+        self.pods, self.enforce_deadline = pods, enforce_deadline
+        self.rules = _role_rules() if rules is None else rules
+        self.created, self.deleted, self.gets, self.replicas = [], [], 0, {}
+        self.born = {}
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def _reply(self, code, body):
-                data = json.dumps(body).encode()
+            def _serve(self, body=None):
+                code, reply = stand_in._handle(self.command, self.path, body)
+                data = json.dumps(reply).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -56,23 +118,9 @@ class KubeStandIn:
                 self.wfile.write(data)
 
             def do_POST(self):  # noqa: N802
-                match = TFJOBS.match(self.path)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if not match or match.group(2):
-                    return self._reply(404, {"kind": "Status", "code": 404})
-                stand_in.created.append((match.group(1), body))
-                if stand_in.statuses is None:
-                    stand_in._start(body)
-                self._reply(201, body)
+                self._serve(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
 
-            def do_GET(self):  # noqa: N802
-                match = TFJOBS.match(self.path)
-                jobs = {(ns, b["metadata"]["name"]): b for ns, b in stand_in.created}
-                job = jobs.get(match.groups()) if match else None
-                if job is None:
-                    return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
-                stand_in.gets += 1
-                self._reply(200, {**job, "status": stand_in._status(job)})
+            do_GET = do_DELETE = _serve  # noqa: N815
 
             def log_message(self, *args):
                 pass
@@ -92,6 +140,44 @@ class KubeStandIn:
                 proc.kill()
             proc.wait()
             log.close()
+
+    def _handle(self, method, path, body):
+        url = urllib.parse.urlparse(path)
+        pods, tfjobs = PODS.match(url.path), TFJOBS.match(url.path)
+        if pods and method == "GET":
+            namespace, group, resource, verb = pods.group(1), "", "pods", "list"
+        elif tfjobs and (method == "POST") != bool(tfjobs.group(2)):
+            namespace, group, resource = tfjobs.group(1), "kubeflow.org", "tfjobs"
+            verb = VERBS[method]
+        else:
+            return 404, {"kind": "Status", "code": 404, "reason": "NotFound"}
+        if not _allowed(self.rules, group, resource, verb):
+            what = f"{resource}.{group}" if group else resource
+            message = (
+                f'{what} is forbidden: User "system:serviceaccount:{namespace}:pipeline-runner" '
+                f'cannot {verb} resource "{resource}" in API group "{group}" in the namespace '
+                f'"{namespace}"'
+            )
+            return 403, {"kind": "Status", "code": 403, "reason": "Forbidden", "message": message}
+        jobs = {(ns, b["metadata"]["name"]): b for ns, b in self.created}
+        if pods:
+            selector = dict(urllib.parse.parse_qsl(url.query))["labelSelector"]
+            job = jobs.get((namespace, selector.removeprefix(f"{tj.JOB_LABEL}=")))
+            return 200, {"kind": "PodList", "items": self._pods(job) if job else []}
+        if method == "POST":
+            self.created.append((namespace, body))
+            self.born[body["metadata"]["name"]] = time.time()
+            if self.statuses is None:
+                self._start(body)
+            return 201, body
+        job = jobs.get(tfjobs.groups())
+        if job is None:
+            return 404, {"kind": "Status", "code": 404, "reason": "NotFound"}
+        if method == "DELETE":
+            self.deleted.append(job["metadata"]["name"])
+            return 200, {"kind": "Status", "status": "Success"}
+        self.gets += 1
+        return 200, {**job, "status": self._status(job)}
 
     def _start(self, job):
         name, specs = job["metadata"]["name"], job["spec"]["tfReplicaSpecs"]
@@ -121,7 +207,34 @@ class KubeStandIn:
                 )
                 self.replicas[pod] = (proc, log)
 
+    def _past_deadline(self, job):
+        deadline = job["spec"]["runPolicy"].get("activeDeadlineSeconds")
+        born = self.born[job["metadata"]["name"]]
+        return self.enforce_deadline and deadline and time.time() - born >= deadline
+
+    def _pods(self, job):
+        if self._past_deadline(job):  # the operator deleted the running and pending ones
+            return []
+        if self.statuses is not None:
+            return self.pods(job) if self.pods else []
+        phases = {None: "Running", 0: "Succeeded"}
+        return [
+            {
+                "metadata": {"name": pod},
+                "status": {"phase": phases.get(proc.poll(), "Failed")},
+            }
+            for pod, (proc, _) in self.replicas.items()
+        ]
+
     def _status(self, job):
+        if self._past_deadline(job):
+            for proc, _ in self.replicas.values():
+                proc.kill()
+            message = f"Job {job['metadata']['name']} has failed because it was active longer "
+            message += "than specified deadline"
+            failed = [_condition("Created", "TFJobCreated"), _condition("Failed", "TFJobFailed")]
+            failed[-1]["message"] = message
+            return {"conditions": failed}
         if self.statuses is not None:
             return self.statuses[min(self.gets - 1, len(self.statuses) - 1)]
         if time.time() > self.deadline:  # a hung replica fails the job instead of the test run
@@ -144,6 +257,12 @@ class KubeStandIn:
 
 
 # ---------------------------------------------------------------- manifest and executor
+
+
+@pytest.fixture(autouse=True)
+def not_in_a_pod(tmp_path, monkeypatch):
+    """Whatever runs these tests: no service account token or namespace of a pod."""
+    monkeypatch.setattr(tj, "SERVICE_ACCOUNT_DIR", str(tmp_path / "not-a-pod"))
 
 
 def _step(root, settings):
@@ -177,6 +296,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
         cpu="8",
         memory="32G",
         service_account="trainer",
+        tolerations=[{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        node_selector={"pool": "mi300"},
     )
     command = tj.replica_command(inputs, outputs, props)
     manifest = tj.tfjob_manifest("job-1", "team-a", settings, command, None)
@@ -188,6 +309,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
         assert spec["restartPolicy"] == "OnFailure"
         pod = spec["template"]["spec"]
         assert pod["serviceAccountName"] == "trainer"
+        assert pod["tolerations"] == settings.tolerations  # the replicas land on GPU nodes
+        assert pod["nodeSelector"] == {"pool": "mi300"}
         (container,) = pod["containers"]
         assert container["name"] == "tensorflow" and container["image"] == "registry/video-swin:1"
         assert container["resources"] == {
@@ -210,8 +333,12 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
     run_policy = manifest["spec"]["runPolicy"]
     assert run_policy["backoffLimit"] >= 1 and run_policy["cleanPodPolicy"] == "Running"
     assert run_policy["ttlSecondsAfterFinished"] > 0
+    assert run_policy["activeDeadlineSeconds"] == 24 * 3600  # the operator enforces it too
     one = tj.tfjob_manifest("job-2", "ns", tj.TFJobSettings(image="i", workers=1), command, None)
     assert list(one["spec"]["tfReplicaSpecs"]) == ["Chief"]
+    assert not {"tolerations", "nodeSelector"} & set(
+        one["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
+    )
     container = one["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]
     assert "resources" not in container or not container["resources"].get("limits")
     names = {tj.job_name(None, "gs://b/model/7") for _ in range(20)}
@@ -221,6 +348,8 @@ def test_manifest_runs_the_trainer_executor_in_every_replica(tmp_path):
         tj.TFJobSettings.from_custom_config({OPTIONS_KEY: "{}"})
     with pytest.raises(ValueError, match="gpu_count"):
         tj.TFJobSettings.from_custom_config(json.dumps({"tfjob": {"image": "i", "gpu_count": 1}}))
+    with pytest.raises(ValueError, match="deadline_seconds"):
+        tj.TFJobSettings(image="i", deadline_seconds=0)
 
 
 def _statuses(*conditions):
@@ -237,7 +366,7 @@ def test_executor_creates_the_tfjob_and_waits_for_success(tmp_path, caplog):
         _condition("Running", "TFJobRunning"),
         _condition("Succeeded", "TFJobSucceeded"),
     )
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # earlier tests may lower absl verbosity
     with KubeStandIn(statuses) as api:
         executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
         with pytest.raises(RuntimeError, match="saved_model.pb is missing"):
@@ -269,14 +398,131 @@ def test_a_failed_tfjob_fails_the_step_with_its_reason(tmp_path):
         _condition("Running", "TFJobRunning"),
         _condition("Failed", "TFJobFailed", message),
     )
-    with KubeStandIn(statuses) as api:
+    out_of_memory = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    crash_loop = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+
+    def pods(job):
+        running = {"state": {"running": {}}, "restartCount": 0}
+        crashing = {"state": crash_loop, "lastState": out_of_memory, "restartCount": 2}
+        return [
+            _pod(job, "Chief", 0, "Running", containerStatuses=[running]),
+            _pod(job, "Worker", 0, "Running", containerStatuses=[crashing]),
+            _pod(job, "Worker", 1, "Failed", containerStatuses=[{"state": out_of_memory}]),
+        ]
+
+    with KubeStandIn(statuses, pods=pods) as api:
         executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
         with pytest.raises(RuntimeError) as failure:
             executor.Do(inputs, outputs, props)
     name = api.created[0][1]["metadata"]["name"]
     text = str(failure.value)
     assert f"TFJob {name} in namespace team-a failed: TFJobFailed: {message}" in text
+    assert (
+        "Replicas when last seen: chief-0 Running; worker-0 Running (CrashLoopBackOff: back-off "
+        "10s; last ended OOMKilled (exit code 137)); worker-1 Failed (OOMKilled (exit code 137))"
+    ) in text
     assert f"kubectl logs -n team-a -l training.kubeflow.org/job-name={name}" in text
+    assert not api.deleted  # the operator cleans up a failed job (cleanPodPolicy, TTL)
+
+
+def _service_account_token(namespace, name):
+    """A bound service account token as the kubelet mounts it (the signature is not checked)."""
+
+    def part(claims):
+        return base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+    claims = {
+        "aud": ["https://kubernetes.default.svc"],
+        "sub": f"system:serviceaccount:{namespace}:{name}",
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name}},
+    }
+    return ".".join([part({"alg": "RS256", "kid": "k1"}), part(claims), "c2lnbmF0dXJl"])
+
+
+def test_replicas_run_as_the_steps_service_account_on_gpu_nodes(tmp_path, monkeypatch, caplog):
+    """By default the replicas run as the launcher pod's own service account (read from its
+    token: the steps' bucket identity), in its namespace; the setting overrides it; in another
+    namespace they get that one's default. GPU replicas carry the Trainer's tolerations and node
+    selector."""
+    pod = tmp_path / "serviceaccount"
+    pod.mkdir()
+    (pod / "token").write_text(_service_account_token("team-a", "default-editor"))
+    (pod / "namespace").write_text("team-a\n")
+    monkeypatch.setattr(tj, "SERVICE_ACCOUNT_DIR", str(pod))
+    gpu_nodes = {
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+    }
+    succeeded = _statuses(_condition("Created", "c"), _condition("Succeeded", "TFJobSucceeded"))
+    caplog.set_level("INFO", logger="absl")  # earlier tests may lower absl verbosity
+    for extra, namespace, account in [
+        ({}, "team-a", "default-editor"),
+        ({"service_account": "trainer"}, "team-a", "trainer"),
+        ({"namespace": "team-b"}, "team-b", None),
+    ]:
+        settings = {"image": "img:1", "gpus": 1, "poll_seconds": 0.05, **gpu_nodes, **extra}
+        settings["deadline_seconds"] = 7200
+        inputs, outputs, props = _step(tmp_path / namespace / str(account), settings)
+        serving = tmp_path / namespace / str(account) / "model" / "Format-Serving"
+        serving.mkdir(parents=True)
+        (serving / "saved_model.pb").write_bytes(b"chief's export")
+        with KubeStandIn(succeeded) as api:
+            tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url)).Do(inputs, outputs, props)
+        ((created_in, job),) = api.created
+        assert created_in == namespace
+        assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] == 7200
+        for spec in job["spec"]["tfReplicaSpecs"].values():
+            pod_spec = spec["template"]["spec"]
+            assert pod_spec.get("serviceAccountName") == account, extra
+            assert pod_spec["tolerations"] == gpu_nodes["tolerations"]
+            assert pod_spec["nodeSelector"] == gpu_nodes["node_selector"]
+            assert pod_spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert (
+        "run as namespace team-b's default service account: this pod's (default-editor) lives in "
+        "namespace team-a"
+    ) in caplog.text
+
+
+@pytest.mark.parametrize("who", ["operator", "launcher", "launcher, pods unreadable"])
+def test_replicas_that_cannot_be_scheduled_fail_the_step_at_the_deadline(who, tmp_path):
+    """No node has the GPUs: the replicas stay Pending. At the deadline the operator fails the
+    job (runPolicy.activeDeadlineSeconds) and deletes its pods; where it does not (an operator
+    that ignores it), the launcher deletes the job itself two polls later. Either way the step
+    fails naming each replica's state and the scheduler's reason."""
+    settings = {"image": "img:1", "gpus": 1, "namespace": "team-a"}
+    settings |= {"poll_seconds": 0.05, "deadline_seconds": 1}
+    inputs, outputs, props = _step(tmp_path, settings)
+    rules = (
+        [r for r in _role_rules() if "pods" not in r["resources"]] if "unreadable" in who else None
+    )
+    stand_in = KubeStandIn(
+        _statuses(_condition("Created", "TFJobCreated")),
+        pods=unschedulable,
+        enforce_deadline=who == "operator",
+        rules=rules,
+    )
+    with stand_in as api:
+        executor = tj.TFJobExecutor(api_client=tj.load_api_client(host=api.url))
+        with pytest.raises(RuntimeError) as failure:
+            executor.Do(inputs, outputs, props)
+    name = api.created[0][1]["metadata"]["name"]
+    text = str(failure.value)
+    pending = (
+        "Pending (Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu. "
+        "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.)"
+    )
+    if who == "operator":
+        assert f"failed: TFJobFailed: Job {name} has failed because it was active longer" in text
+        assert f"Replicas when last seen: chief-0 {pending}; worker-0 {pending}" in text
+        assert not api.deleted  # the operator deleted the pods
+        return
+    assert f"TFJob {name} in namespace team-a did not succeed within its deadline, 1 s" in text
+    assert "Deleted the job and its pods." in text and api.deleted == [name]
+    assert f"kubectl describe pods -n team-a -l training.kubeflow.org/job-name={name}" in text
+    if who == "launcher":
+        assert f"Job: Created; replicas: chief-0 {pending}; worker-0 {pending}." in text
+    else:
+        assert "its pods are unreadable: 403 Forbidden; deploy/tfjob-rbac.yaml lets" in text
 
 
 # ---------------------------------------------------------------- the replicas train for real
@@ -306,7 +552,7 @@ def test_pipeline_trainer_trains_as_chief_and_worker(pipeline_run, tmp_path, mon
 
     root = pipeline_run["pipeline_root"]
     (graph_uri,) = glob.glob(f"{root}/Transform/transform_graph/*")
-    (examples_uri,) = glob.glob(f"{root}/Transform/transformed_examples/*")
+    (examples_uri,) = glob.glob(f"{root}/VideoExampleGen/examples/*")
     examples = tfx.dsl.Importer(
         source_uri=examples_uri,
         artifact_type=tfx.types.standard_artifacts.Examples,

@@ -38,6 +38,35 @@ def test_evaluation_clip_is_the_centre_clip_and_square():
     np.testing.assert_array_equal(clip_lib.frames_clip(tf.constant(decoded[None]), 24)[0], out)
 
 
+def test_evaluation_views_follow_mmaction_test_sampling():
+    # SampleFrames(test_mode): first to last possible offset; one clip: the centre clip.
+    assert clip_lib.view_offsets(64, 32, 4) == [0, 10, 21, 32]
+    assert clip_lib.view_offsets(16, 8, 3) == [0, 4, 8]
+    assert clip_lib.view_offsets(16, 8, 1) == [4]
+    assert clip_lib.view_offsets(10, 8, 5) == [0, 1, 2]  # only 3 distinct clips exist
+    assert clip_lib.crop_positions(3) == [0, 1, 2] and clip_lib.crop_positions(1) == [1]
+    with pytest.raises(ValueError, match="crops must be 1"):
+        clip_lib.crop_positions(10)
+    # ThreeCrop: squares of the short side at the start, centre and end of the long side.
+    windows = [clip_lib.square_window(240, 320, p).numpy().tolist() for p in (0, 1, 2)]
+    assert windows == [[0, 0, 240, 240], [0, 40, 240, 240], [0, 80, 240, 240]]
+    assert clip_lib.square_window(320, 240, 2).numpy().tolist() == [80, 0, 240, 240]
+
+
+def test_view_clips_crop_each_view_and_the_centre_view_is_the_evaluation_clip():
+    rng = np.random.default_rng(5)
+    jpegs = tf.constant(_jpegs(rng.integers(0, 256, (11, 48, 80, 3), dtype=np.uint8)))
+    views = [(4, 1), (0, 0), (8, 2)]  # 3-frame clips: frames 3 and 7 are in none
+    clips = clip_lib.view_clips(jpegs, 3, 24, views).numpy()
+    assert clips.shape == (3, 3, 24, 24, 3) and clips.dtype == np.uint8
+    centre = clip_lib.jpeg_clip(jpegs, clip_frames=3, size=24, training=False).numpy()
+    np.testing.assert_array_equal(clips[0], centre)
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs.numpy()])
+    for clip, (start, x) in zip(clips[1:], ((0, 0), (8, 32)), strict=True):
+        window = decoded[start : start + 3, :, x : x + 48]
+        np.testing.assert_array_equal(clip, clip_lib.resize_uint8(tf.constant(window), 24))
+
+
 def test_training_clips_are_random_windows_of_the_right_shape():
     frames = np.random.default_rng(1).integers(0, 256, (16, 40, 40, 3), dtype=np.uint8)
     jpegs = tf.constant(_jpegs(frames))
@@ -67,6 +96,11 @@ SPEC = {
 }
 
 
+def _parse(record):
+    """Examples already in the Transform's output form (the pipeline's: train.transform_fn)."""
+    return tf.io.parse_single_example(record, SPEC)
+
+
 def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
     frames = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     good = _jpegs(frames)
@@ -74,20 +108,24 @@ def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
     path = tmp_path / "clips.tfrecord.gz"
     _write(path, [(good, 0, "v_good"), (damaged, 1, "v_damaged"), (good, 1, "v_good_2")])
     options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=16)
-    batches = list(train.make_dataset(str(path), SPEC, options, 2, 8, training=False))
+    batches = list(train.make_dataset(str(path), _parse, options, 2, 8, training=False))
     assert sum(len(x) for x, _ in batches) == 2
     assert "v_damaged" in capfd.readouterr().err
 
 
-def test_labels_outside_the_class_list_stop_training_naming_the_videos(tmp_path):
+def test_a_label_outside_the_class_list_stops_training_at_its_batch_naming_the_video(tmp_path):
     jpegs = _jpegs(np.zeros((4, 8, 8, 3), np.uint8))
+    good = [(jpegs, i % 3, f"v_{i}") for i in range(4)]
     path = tmp_path / "clips.tfrecord.gz"
-    _write(path, [(jpegs, 0, "v_a"), (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01")])
-    with pytest.raises(train.DataError, match="v_Wave_g01_c01"):
-        train.scan_labels(str(path), 3)
-    good = tmp_path / "good.tfrecord.gz"
-    _write(good, [(jpegs, 0, "v_a"), (jpegs, 2, "v_b")])
-    assert train.scan_labels(str(good), 3) == 2
+    _write(path, [*good, (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01"), *good])
+    options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=8)
+    batches = iter(train.make_dataset(str(path), _parse, options, 3, 2, training=False))
+    assert [len(next(batches)[0]) for _ in range(2)] == [2, 2]  # the batches before it train
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        next(batches)
+    error = train.data_error(raised.value, 3)
+    assert isinstance(error, train.DataError) and str(error).startswith("v_Wave_g01_c01: ")
+    assert train.data_error(tf.errors.InvalidArgumentError(None, None, "other"), 3) is None
 
 
 def test_a_seeded_training_clip_is_the_same_whatever_runs_it():
@@ -117,7 +155,7 @@ def test_a_deterministic_training_stream_repeats_itself(tmp_path):
 
     def first_batches(seed):
         tf.keras.utils.set_random_seed(seed)
-        dataset = train.make_dataset(str(path), SPEC, options, 2, 4, training=True)
+        dataset = train.make_dataset(str(path), _parse, options, 2, 4, training=True)
         return [x.numpy().tobytes() for x, _ in dataset.take(3)]
 
     assert first_batches(0) == first_batches(0)

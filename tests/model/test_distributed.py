@@ -29,10 +29,11 @@ def test_mirrored_strategy_train_step():
     assert proc.stdout.strip().splitlines()[-1].startswith("OK "), proc.stdout
 
 
-def _transformed(pipeline_run) -> list[str]:
+def _trainer_inputs(pipeline_run) -> list[str]:
+    """The Transform graph and the raw examples' splits, as the Trainer gets them."""
     root = pipeline_run["pipeline_root"]
     (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
-    (examples,) = glob.glob(f"{root}/Transform/transformed_examples/*")
+    (examples,) = glob.glob(f"{root}/VideoExampleGen/examples/*")
     return [graph, f"{examples}/Split-train/*", f"{examples}/Split-eval/*"]
 
 
@@ -43,7 +44,7 @@ def _start(mode, pipeline_run, out, env=ENV):
             "-m",
             "tests.model.distributed_training",
             mode,
-            *_transformed(pipeline_run),
+            *_trainer_inputs(pipeline_run),
             str(out),
         ],
         cwd=REPO,
@@ -112,7 +113,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint(pipeline_run, tmp_path):
         sys.executable,
         "-m",
         "tests.model.resumable_training",
-        *_transformed(pipeline_run),
+        *_trainer_inputs(pipeline_run),
         str(run_dir),
         str(out),
     ]

@@ -93,6 +93,18 @@ def test_pth_on_another_filesystem(tiny_checkpoints, reference):
         initialize(model, pretrained="ram://warm_start/absent.pth")
 
 
+def test_pth_on_s3(tiny_checkpoints, reference, s3_env):
+    """--pretrained s3://... (AWS S3, MinIO): read through data.storage's S3 client."""
+    s3_env.create_bucket(Bucket="checkpoints")
+    s3_env.upload_file(tiny_checkpoints["official"], "checkpoints", "tiny_official.pth")
+    model = _classifier()
+    remote = "s3://checkpoints/tiny_official.pth"
+    assert initialize(model, pretrained=remote).startswith(f"pretrained checkpoint {remote}: ")
+    np.testing.assert_allclose(_logits(model), reference["logits"], atol=1e-4, rtol=0)
+    with pytest.raises(CheckpointError, match=r"s3://checkpoints/absent\.pth: cannot read"):
+        initialize(model, pretrained="s3://checkpoints/absent.pth")
+
+
 def test_pth_head_replaced_when_classes_differ(tiny_checkpoints, reference):
     model = _classifier(num_classes=3)
     head = _head(model)

@@ -1,11 +1,39 @@
 """Runs a compiled KFP v2 pipeline spec here, the way Kubeflow Pipelines' backend would.
 
-No cluster is reachable from the tests, so this plays KFP 2.x's driver and launcher
-(kubeflow/pipelines backend/src/v2: driver/driver.go, component/launcher_v2.go) for the parts a
-TFX spec uses: the root DAG's tasks in dependency order, one local subprocess per container task
-(the spec's own command and args, `python` being this interpreter and the repository root the
-image's WORKDIR), ExecutorInput built as the driver builds it, the task's ExecutorOutput read
-back and recorded for its consumers. What the backend cannot run is refused with its words.
+No cluster is reachable from the tests, so this plays KFP 2.x's driver and launcher for the parts
+a TFX spec uses, as read in kubeflow/pipelines (backend/src/v2: driver/driver.go,
+component/launcher_v2.go, objectstore/object_store.go, metadata/converter.go) at the tags
+2.0.0, 2.4.0, 2.5.0, 2.14.0, 2.15.0, 2.16.0, 2.16.1 and 2.17.0 (`kfp_version` picks the release
+played; the newest by default): the root DAG's tasks in dependency order, one local subprocess
+per container task (the spec's own command and args, `python` being this interpreter and the
+repository root the image's WORKDIR), ExecutorInput built as the driver builds it, what is
+refused refused with the backend's words.
+
+Each task runs in a pod of its own, played by a fresh folder (`pod`) standing for its disk: the
+launcher's local mirror `/gcs|/minio|/s3/<bucket>/<key>` and `/tmp` lie under it, and the step
+finds it in KFP_LAUNCHER_MIRROR_ROOT (pipeline/kfp_entrypoint.py's test seam; "/" in a real pod).
+A volume the kfp-kubernetes platform spec (the YAML's second document) mounts at or above a
+mirror folder puts that folder on a per-task volume folder (`TaskResult.volumes`).
+
+With an s3:// or minio:// root the artifacts live in `store`, a real S3-protocol server reached
+over HTTP with boto3 (ObjectStore), and the launcher does what launcher_v2.go does:
+- before the command, downloads every input artifact to the pod's mirror (up to 2.16 by bare
+  key prefix, so `.../model` also pulls `.../model_run`; 2.17 only keys under `<key>/`), and
+  creates only the parent folder of each output's mirror path;
+- tees the command's output into `executor-logs`' mirror file (2.5+, the API server's
+  PUBLISH_LOGS=true of the stock manifests: the driver adds that `system.Artifact` output to
+  every task; from 2.16.1 its URI ends in "-<retry index>");
+- after the command, merges the ExecutorOutput's URI and metadata into each output (2.17 not
+  for executor-logs), uploads each output's mirror path (a missing one is only a warning) and
+  records the artifact as ML Metadata stores it: booleans become 0/1, lists and structs come
+  back wrapped as {"list": ...} / {"struct": ...}, a null value fails the step, `display_name`
+  defaults to the output key (and from 2.4 `store_session_info` is added).
+Output URIs are `<root>/<pipeline>/<run>/<task>/<key>`, from 2.4 `<root>/<pipeline>/<run>/
+<task>/<uuid>/<key>`; the ExecutorOutput file is /tmp/kfp_outputs/output_metadata.json, from 2.15
+`output_metadata.json` in the task root's mirror, where output artifacts are also named by key.
+
+A root without a scheme (a local folder) stands for a bucket TensorFlow reads itself (gs://):
+steps read and write it directly; nothing is downloaded or uploaded.
 
 `backend` picks who is played:
 - "kfp" (default), open-source Kubeflow Pipelines 2.x: only `runtimeValue.constant` parameters,
@@ -16,11 +44,8 @@ back and recorded for its consumers. What the backend cannot run is refused with
 - "vertex", what TFX's container entrypoint was written for (Vertex AI Pipelines): the
   preCacheCheck driver runs first and writes the output file the executor then reads,
   deprecated `constantValue` parameters arrive as `inputs.parameters`, and input artifacts carry
-  their declared types.
-
-Stand-ins: artifact URIs are local paths (KFP's launcher takes only gs://, s3:// and minio://),
-so each output artifact's folder is made first, as writing under a bucket prefix needs none;
-nothing is cached.
+  their declared types; local roots only, no launcher mirror.
+Nothing is cached.
 """
 
 from __future__ import annotations
@@ -32,6 +57,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +70,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_ENV = {"PYTHONPATH": str(REPO_ROOT), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 SCHEMA_VERSIONS = ("2.0.0", "2.1.0")  # what KFP 2.x's backend reads
 BACKENDS = ("kfp", "vertex")
+NEWEST = "2.17.0"
+MIRRORS = {"gs://": "gcs", "minio://": "minio", "s3://": "s3"}  # launcher_v2.go LocalPathForURI
+EXECUTOR_LOGS = "executor-logs"
+MIRROR_ROOT_ENV = "KFP_LAUNCHER_MIRROR_ROOT"  # pipeline/kfp_entrypoint.py's seam
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
+_MOUNT_KINDS = ("pvcMount", "genericEphemeralVolume", "emptyDirMounts")  # kfp-kubernetes
 
 
 class SpecRefused(ValueError):
@@ -52,7 +83,98 @@ class SpecRefused(ValueError):
 
 
 class TaskFailed(RuntimeError):
-    """A task's command exited non-zero."""
+    """A task's command exited non-zero, or the launcher failed around it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """What differs between the Kubeflow Pipelines releases played (checked at the tags)."""
+
+    version: str = NEWEST
+    publish_logs: bool = True  # the API server's PUBLISH_LOGS (stock manifests: true)
+
+    @property
+    def _v(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
+
+    @property
+    def executor_logs(self) -> bool:  # driver.go provisionOutputs, 2.5.0+
+        return self.publish_logs and self._v >= (2, 5)
+
+    @property
+    def logs_retry_suffix(self) -> bool:  # launcher_v2.go qualifyExecutorLogsForRetry, 2.16.1+
+        return self._v >= (2, 16, 1)
+
+    @property
+    def uri_salt(self) -> bool:  # driver.go provisionOutputs(..., uuid.NewString()), 2.4.0+
+        return self._v >= (2, 4)
+
+    @property
+    def task_root_outputs(self) -> bool:  # outputFile in the task root, outputs named: 2.15+
+        return self._v >= (2, 15)
+
+    @property
+    def exact_prefix(self) -> bool:  # object_store.go isBlobKeyUnderPrefix, 2.17.0+
+        return self._v >= (2, 17)
+
+    @property
+    def session_info(self) -> bool:  # metadata/client.go RecordArtifact store_session_info
+        return self._v >= (2, 4)
+
+
+class ObjectStore:
+    """An S3-protocol server (AWS S3, MinIO, moto on loopback) as the launcher reaches it: one
+    boto3 client for s3:// and minio:// URIs (KFP's MinIO speaks S3)."""
+
+    def __init__(self, endpoint_url: str, access_key: str, secret_key: str, region="us-east-1"):
+        import boto3
+
+        self.endpoint_url = endpoint_url
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region,
+        )
+
+    @staticmethod
+    def split(uri: str) -> tuple[str, str]:
+        bucket, _, key = uri.split("://", 1)[1].partition("/")
+        return bucket, key
+
+    def keys(self, uri: str) -> list[str]:
+        bucket, prefix = self.split(uri)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def download(self, uri: str, local: Path, exact_prefix: bool) -> list[str]:
+        """object_store.go DownloadBlob: every key listed under the prefix, to
+        local/<relative path> (a sibling like model_run lands beside `local` up to 2.16)."""
+        bucket, prefix = self.split(uri)
+        got = []
+        for key in self.keys(uri):
+            if exact_prefix and not (key == prefix.rstrip("/") or key.startswith(prefix + "/")):
+                continue
+            target = Path(os.path.normpath(local / os.path.relpath(key, prefix)))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download_file(bucket, key, str(target))
+            got.append(key)
+        return got
+
+    def upload(self, local: Path, uri: str) -> list[str]:
+        """object_store.go UploadBlob: a file to the key, a folder's files below it."""
+        bucket, key = self.split(uri)
+        files = [(local, key)] if local.is_file() else []
+        if local.is_dir():
+            files = [
+                (f, f"{key}/{f.relative_to(local).as_posix()}")
+                for f in sorted(local.rglob("*"))
+                if f.is_file()
+            ]
+        for path, name in files:
+            self.client.upload_file(str(path), bucket, name)
+        return [name for _, name in files]
 
 
 @dataclasses.dataclass
@@ -63,16 +185,38 @@ class TaskResult:
     artifacts: dict[str, dict]  # output key -> RuntimeArtifact as recorded (name, uri, metadata)
     parameters: dict[str, Any]  # output parameter values
     log: Path | None
+    pod: Path | None = None  # the folder standing for the pod's disk
+    downloaded: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # input -> keys
+    uploaded: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # output -> keys
+    volumes: dict[str, Path] = dataclasses.field(default_factory=dict)  # mount path -> folder
 
 
 def load_spec(spec: str | os.PathLike | dict) -> tuple[pb.PipelineSpec, dict]:
-    """(PipelineSpec, runtimeConfig) from a PipelineJob JSON, a PipelineSpec YAML, or a dict."""
-    if not isinstance(spec, dict):
-        text = Path(spec).read_text()
-        spec = json.loads(text) if str(spec).endswith(".json") else yaml.safe_load(text)
+    """(PipelineSpec, runtimeConfig) from a PipelineJob JSON, a PipelineSpec YAML (its first
+    document: a second one is the platform spec, load_platform_spec), or a dict."""
+    spec = _documents(spec)[0]
     runtime_config = spec.get("runtimeConfig", {}) if "pipelineSpec" in spec else {}
     spec = spec.get("pipelineSpec", spec)
     return json_format.ParseDict(spec, pb.PipelineSpec()), runtime_config
+
+
+def load_platform_spec(spec: str | os.PathLike | dict) -> dict:
+    """executor label -> its kfp-kubernetes config (volumes, tolerations, ...), from the
+    document `platforms: kubernetes: deploymentSpec: executors:` ({} when there is none)."""
+    for document in _documents(spec)[1:]:
+        kubernetes = (document or {}).get("platforms", {}).get("kubernetes", {})
+        if kubernetes:
+            return kubernetes.get("deploymentSpec", {}).get("executors", {})
+    return {}
+
+
+def _documents(spec) -> list[dict]:
+    if isinstance(spec, dict):
+        return [spec]
+    text = Path(spec).read_text()
+    if str(spec).endswith(".json"):
+        return [json.loads(text)]
+    return [d for d in yaml.safe_load_all(text) if d is not None]
 
 
 def run_pipeline_spec(
@@ -81,15 +225,27 @@ def run_pipeline_spec(
     run_id: str = "run-1",
     backend: str = "kfp",
     echo=None,
+    *,
+    kfp_version: str = NEWEST,
+    publish_logs: bool = True,
+    store: ObjectStore | None = None,
+    workdir: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, TaskResult]:
     """Runs every task of the spec's root DAG; returns task name -> TaskResult.
 
     pipeline_root: where artifacts go (default: the job's gcsOutputDirectory or the spec's
-    defaultPipelineRoot), as `<root>/<pipeline name>/<run_id>/<task>/<output key>`.
+    defaultPipelineRoot): a local folder, or s3://|minio://<bucket>/... on `store`.
+    workdir: where the pods' disks are played (default: <local root>/.pods).
+    env: the steps' environment beyond the image's. A pod inherits nothing else of this process's
+    AWS_* settings: S3 credentials reach a step only through `env` or the platform spec's
+    secret_as_env from `secrets` (the namespace's Kubernetes secrets: name -> {key: value}).
     echo: a text stream that also receives each task's log lines (default: log files only).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    platform = load_platform_spec(spec)
     spec, runtime_config = load_spec(spec)
     if spec.schema_version not in SCHEMA_VERSIONS:
         raise SpecRefused(f"schemaVersion {spec.schema_version!r} is not one of {SCHEMA_VERSIONS}")
@@ -98,11 +254,21 @@ def run_pipeline_spec(
     root = pipeline_root or runtime_config.get("gcsOutputDirectory") or spec.default_pipeline_root
     if not root:
         raise SpecRefused("no pipeline root: pass one, or compile a job with gcsOutputDirectory")
-    run_root = Path(root) / spec.pipeline_info.name / run_id
+    root = str(root)
+    remote = any(root.startswith(s) for s in MIRRORS)
+    if remote and (store is None or root.startswith("gs://") or backend == "vertex"):
+        raise ValueError(f"{root}: a remote root needs `store` (an S3-protocol server), kfp only")
+    if workdir is None:
+        if remote:
+            raise ValueError("a remote root needs a workdir for the pods' disks")
+        workdir = Path(root) / ".pods"
+    run_root = f"{root.rstrip('/')}/{spec.pipeline_info.name}/{run_id}"
     deployment = json_format.ParseDict(
         json_format.MessageToDict(spec.deployment_spec), pb.PipelineDeploymentConfig()
     )
-    run = _Run(spec, deployment, run_root, backend, echo)
+    release = Release(kfp_version, publish_logs)
+    run = _Run(spec, deployment, platform, run_root, backend, echo, release, store, Path(workdir))
+    run.env, run.secrets = env or {}, secrets or {}
     order = task_order(spec)
     for name in order:  # KFP's compiler refuses these before the run starts: nothing runs
         run.executor(name)
@@ -134,10 +300,42 @@ def _producers(task: pb.PipelineTaskSpec) -> set[str]:
     return {p for p in artifacts + params if p}
 
 
+def mirror_path(uri: str) -> str | None:
+    """launcher_v2.go LocalPathForURI: the pod-absolute mirror path, None for other schemes."""
+    for scheme, folder in MIRRORS.items():
+        if uri.startswith(scheme):
+            return f"/{folder}/{uri[len(scheme):]}"
+    return None
+
+
+def mlmd_metadata(task: str, metadata: dict) -> dict:
+    """metadata/converter.go toMLMDArtifact, then toRuntimeArtifact: the metadata as the next
+    task receives it from ML Metadata."""
+
+    def convert(key, value):
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, str | int | float):
+            return value
+        if isinstance(value, list):
+            return {"list": value}
+        if isinstance(value, dict):
+            return {"struct": value}
+        raise TaskFailed(
+            f"task {task}: unable to produce MLMD artifact: metadata {key!r}: "
+            f"unknown/unsupported value type {type(value).__name__}"
+        )
+
+    return {k: convert(k, v) for k, v in metadata.items()}
+
+
 class _Run:
-    def __init__(self, spec, deployment, run_root: Path, backend: str, echo):
-        self.spec, self.deployment, self.run_root = spec, deployment, run_root
-        self.backend, self.echo = backend, echo
+    def __init__(self, spec, deployment, platform, run_root, backend, echo, release, store, work):
+        self.spec, self.deployment, self.platform = spec, deployment, platform
+        self.run_root, self.backend, self.echo = run_root, backend, echo
+        self.release, self.store, self.workdir = release, store, work
+        self.remote = store is not None
+        self.env: dict[str, str] = {}
         self.results: dict[str, TaskResult] = {}
         self.artifact_ids = 0  # MLMD's ids: the driver names input artifacts by them
 
@@ -195,32 +393,77 @@ class _Run:
             inputs.artifacts[key].artifacts.append(artifact)
         return inputs
 
-    def _outputs(self, name, component, files: Path) -> pb.ExecutorInput.Outputs:
-        outputs = pb.ExecutorInput.Outputs(output_file=str(files / "output_metadata.json"))
-        for key, spec in component.output_definitions.artifacts.items():
-            uri = self.run_root / name / key
-            uri.mkdir(parents=True)  # a bucket needs no folders; a local stand-in does
-            outputs.artifacts[key].artifacts.append(
-                pb.RuntimeArtifact(
-                    uri=str(uri),
-                    type=spec.artifact_type,
-                    metadata=spec.metadata,
-                )
+    def _outputs(self, name, component, pod: Path) -> pb.ExecutorInput.Outputs:
+        """driver.go provisionOutputs for the played release."""
+        release = self.release
+        task_root = f"{self.run_root}/{name}"
+        if release.uri_salt and self.backend == "kfp":
+            task_root += f"/{uuid.uuid4()}"
+        output_file = pod / "tmp" / "kfp_outputs" / "output_metadata.json"
+        if release.task_root_outputs and mirror_path(task_root):
+            output_file = Path(f"{pod}{mirror_path(task_root)}/output_metadata.json")
+        outputs = pb.ExecutorInput.Outputs(output_file=str(output_file))
+        declared = dict(component.output_definitions.artifacts.items())
+        if release.executor_logs and self.backend == "kfp":
+            declared[EXECUTOR_LOGS] = pb.ComponentOutputsSpec.ArtifactSpec(
+                artifact_type=pb.ArtifactTypeSchema(schema_title="system.Artifact")
             )
+        for key, spec in declared.items():
+            artifact = pb.RuntimeArtifact(
+                uri=f"{task_root}/{key}", type=spec.artifact_type, metadata=spec.metadata
+            )
+            if release.task_root_outputs:
+                artifact.name = key
+            outputs.artifacts[key].artifacts.append(artifact)
         for key in component.output_definitions.parameters:
-            outputs.parameters[key].output_file = str(files / "parameters" / key)
+            outputs.parameters[key].output_file = str(pod / "tmp" / "kfp" / "outputs" / key)
         return outputs
 
-    def _record(self, key: str, artifact: pb.RuntimeArtifact) -> dict:
-        """The artifact as MLMD keeps it and the driver hands it on: an id for a name, the
-        metadata as custom properties (with KFP's default display_name)."""
+    def _record(self, task: str, key: str, artifact: pb.RuntimeArtifact) -> dict:
+        """The artifact as ML Metadata keeps it and the driver hands it on: an id for a name,
+        the metadata converted (mlmd_metadata), KFP's default display_name."""
         self.artifact_ids += 1
-        recorded = pb.RuntimeArtifact()
-        recorded.CopyFrom(artifact)
-        recorded.name = str(self.artifact_ids)
-        if "display_name" not in recorded.metadata:
-            recorded.metadata["display_name"] = key
-        return json_format.MessageToDict(recorded)
+        recorded = json_format.MessageToDict(artifact)
+        recorded["name"] = str(self.artifact_ids)
+        metadata = recorded.get("metadata", {})
+        metadata.setdefault("display_name", key)
+        if self.release.session_info and self.backend == "kfp":
+            metadata.setdefault("store_session_info", json.dumps({"Provider": "played"}))
+        recorded["metadata"] = mlmd_metadata(task, metadata)
+        return recorded
+
+    # ------------------------------------------------------------------ the pod's disk
+
+    def _pod(self, name: str, label: str) -> tuple[Path, dict[str, Path]]:
+        """A fresh folder for the task's pod; the platform spec's volumes mounted at or above a
+        mirror folder become per-task volume folders linked in its place."""
+        pod = self.workdir / "pods" / name
+        if pod.exists():
+            raise TaskFailed(f"task {name}: its pod folder {pod} exists already")
+        pod.mkdir(parents=True)
+        volumes = {}
+        config = self.platform.get(label, {})
+        for kind in _MOUNT_KINDS:
+            for mount in config.get(kind, []):
+                path = mount.get("mountPath", "")
+                covered = [
+                    f"/{f}"
+                    for f in MIRRORS.values()
+                    if f"/{f}".startswith(path.rstrip("/") + "/") or f"/{f}" == path.rstrip("/")
+                ]
+                if not covered:
+                    continue
+                volume = self.workdir / "volumes" / name / (mount.get("volumeName") or kind)
+                target = pod / path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                volume.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(volume, target_is_directory=True)
+                volumes[path] = volume
+        return pod, volumes
+
+    def _local(self, pod: Path, uri: str) -> Path | None:
+        mirror = mirror_path(uri) if self.remote else None
+        return Path(f"{pod}{mirror}") if mirror else None
 
     # ------------------------------------------------------------------ executors
 
@@ -233,56 +476,111 @@ class _Run:
             type=importer.type_schema,
             metadata=importer.metadata,
         )
-        return TaskResult(name, None, {}, {key: self._record(key, artifact)}, {}, None)
+        return TaskResult(name, None, {}, {key: self._record(name, key, artifact)}, {}, None)
+
+    def _secret_env(self, name: str, label: str) -> dict[str, str]:
+        """driver.go: secret_as_env entries as environment variables; a missing secret or key
+        keeps the pod from starting (Kubernetes' CreateContainerConfigError)."""
+        env = {}
+        for entry in self.platform.get(label, {}).get("secretAsEnv", []):
+            secret = self.secrets.get(entry["secretName"])
+            for pair in entry.get("keyToEnv", []):
+                if secret is None or pair["secretKey"] not in secret:
+                    raise TaskFailed(
+                        f"task {name}: CreateContainerConfigError: secret "
+                        f"{entry['secretName']!r} (key {pair['secretKey']!r}) not found"
+                    )
+                env[pair["envVar"]] = secret[pair["secretKey"]]
+        return env
 
     def _container(self, name, task, component, container) -> TaskResult:
-        files = self.run_root / name / "kfp_outputs"
-        files.mkdir(parents=True, exist_ok=True)
+        pod, volumes = self._pod(name, component.executor_label)
         executor_input = pb.ExecutorInput(
             inputs=self._inputs(name, task, component),
-            outputs=self._outputs(name, component, files),
+            outputs=self._outputs(name, component, pod),
         )
+        release = self.release
+        logs = executor_input.outputs.artifacts.get(EXECUTOR_LOGS)
+        if logs and release.logs_retry_suffix:  # qualifyExecutorLogsURI, retry index 0
+            logs.artifacts[0].uri += "-0"
         _add_defaults(executor_input, component.input_definitions)
-        env = {**os.environ, **IMAGE_ENV, **{e.name: e.value for e in container.env}}
-        log = files / "log.txt"
-        with open(log, "w") as log_file:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **IMAGE_ENV,
+            **self.env,
+            **self._secret_env(name, component.executor_label),
+            **{e.name: e.value for e in container.env},
+            "KFP_POD_NAME": f"{name}-pod",  # argocompiler commonEnvs (downward API)
+            "KFP_POD_UID": str(uuid.uuid4()),
+            MIRROR_ROOT_ENV: str(pod),
+        }
+        result = TaskResult(name, json_format.MessageToDict(executor_input), {}, {}, {}, None)
+        result.pod, result.volumes = pod, volumes
+        for key, listed in executor_input.inputs.artifacts.items():  # downloadArtifacts
+            for artifact in listed.artifacts:
+                local = self._local(pod, artifact.uri)
+                if local:
+                    result.downloaded[key] = self.store.download(
+                        artifact.uri, local, release.exact_prefix
+                    )
+        for listed in executor_input.outputs.artifacts.values():  # prepareOutputFolders
+            local = self._local(pod, listed.artifacts[0].uri)
+            if local:
+                local.parent.mkdir(parents=True, exist_ok=True)
+        for param in executor_input.outputs.parameters.values():
+            Path(param.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(executor_input.outputs.output_file).parent.mkdir(parents=True, exist_ok=True)
+
+        result.log = self.workdir / "logs" / f"{name}.txt"
+        result.log.parent.mkdir(parents=True, exist_ok=True)
+        writers = [open(result.log, "w")]  # noqa: SIM115 (closed below)
+        if logs and self._local(pod, logs.artifacts[0].uri):  # getLogWriter
+            writers.append(open(self._local(pod, logs.artifacts[0].uri), "w"))  # noqa: SIM115
+        try:
             if container.HasField("lifecycle") and container.lifecycle.HasField("pre_cache_check"):
                 if self.backend == "vertex":
                     check = container.lifecycle.pre_cache_check
-                    self._exec(name, check.command, check.args, executor_input, env, log_file)
+                    self._exec(name, check.command, check.args, executor_input, env, writers)
                 else:
-                    print(f"[{name}] preCacheCheck not run (KFP ignores it)", file=log_file)
-            self._exec(name, container.command, container.args, executor_input, env, log_file)
-        executor_output = {}
-        if Path(executor_input.outputs.output_file).exists():
-            executor_output = json.loads(Path(executor_input.outputs.output_file).read_text())
-        output = json_format.ParseDict(executor_output, pb.ExecutorOutput())
-        artifacts = {}
-        for key, listed in executor_input.outputs.artifacts.items():
+                    print(f"[{name}] preCacheCheck not run (KFP ignores it)", file=writers[0])
+            self._exec(name, container.command, container.args, executor_input, env, writers)
+        finally:
+            for writer in writers:
+                writer.close()
+
+        output_file = Path(executor_input.outputs.output_file)
+        if output_file.exists():
+            result.executor_output = json.loads(output_file.read_text())
+        output = json_format.ParseDict(result.executor_output, pb.ExecutorOutput())
+        # uploadOutputArtifacts (Go's map order is random: sorted here, for stable MLMD ids)
+        for key, listed in sorted(executor_input.outputs.artifacts.items()):
             artifact = listed.artifacts[0]
-            if output.artifacts[key].artifacts:  # launcher_v2.go mergeRuntimeArtifacts
-                written = output.artifacts[key].artifacts[0]
+            launcher_managed = key == EXECUTOR_LOGS and release.exact_prefix  # 2.17: not merged
+            if output.artifacts[key].artifacts and not launcher_managed:
+                written = output.artifacts[key].artifacts[0]  # mergeRuntimeArtifacts
                 artifact.uri = written.uri or artifact.uri
                 artifact.metadata.update(written.metadata)
-            artifacts[key] = self._record(key, artifact)
-        parameters = {k: json_format.MessageToDict(v) for k, v in output.parameter_values.items()}
+            local = self._local(pod, artifact.uri)
+            if local and local.exists():
+                result.uploaded[key] = self.store.upload(local, artifact.uri)
+            elif local:
+                print(f"[{name}] Local filepath {local} does not exist", file=sys.stderr)
+            if not (local and local.exists()) and key == EXECUTOR_LOGS and release.exact_prefix:
+                continue  # 2.17 records no executor-logs that were never written
+            result.artifacts[key] = self._record(name, key, artifact)
+        result.parameters = {
+            k: json_format.MessageToDict(v) for k, v in output.parameter_values.items()
+        }
         for key, param in executor_input.outputs.parameters.items():
-            if key not in parameters:
-                parameters[key] = Path(param.output_file).read_text()
-        return TaskResult(
-            name,
-            json_format.MessageToDict(executor_input),
-            executor_output,
-            artifacts,
-            parameters,
-            log,
-        )
+            if key not in result.parameters:
+                result.parameters[key] = Path(param.output_file).read_text()
+        return result
 
-    def _exec(self, name, command, args, executor_input, env, log_file) -> None:
+    def _exec(self, name, command, args, executor_input, env, writers) -> None:
         argv = [_substitute(name, a, executor_input) for a in [*command, *args]]
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable  # the image's interpreter is this venv's
-        print(f"[{name}] $ {' '.join(argv[:3])} ...", file=log_file, flush=True)
+        print(f"[{name}] $ {' '.join(argv[:3])} ...", file=writers[0], flush=True)
         process = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
@@ -294,14 +592,15 @@ class _Run:
         )
         tail = collections.deque(maxlen=40)
         for line in process.stdout:
-            log_file.write(line)
+            for writer in writers:
+                writer.write(line)
             tail.append(line)
             if self.echo:
                 self.echo.write(f"[{name}] {line}")
         if process.wait():
             raise TaskFailed(
-                f"task {name} failed (exit {process.returncode}); last lines of {log_file.name}:\n"
-                + "".join(tail)
+                f"task {name} failed (exit {process.returncode}); last lines of "
+                f"{writers[0].name}:\n" + "".join(tail)
             )
 
 

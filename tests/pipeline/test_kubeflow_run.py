@@ -11,6 +11,7 @@ import os
 import pathlib
 
 import pytest
+import yaml
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -34,54 +35,152 @@ def tiny_root(tmp_path_factory):
     return synthetic.generate(tmp_path_factory.mktemp("kfp") / "data", 0, spec)
 
 
-@pytest.mark.slow
-def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
+def _compile(tmp_path, root, data_root, serving, *flags) -> pathlib.Path:
     import kubeflow_runner
 
-    root, serving = tmp_path / "root", tmp_path / "serving"
+    spec = tmp_path / "pipeline.yaml"
     kubeflow_runner.main(
-        ["compile", "--output", str(tmp_path / "pipeline.yaml"), "--image", "img"]
-        + ["--pipeline-root", str(root), "--data-root", str(tiny_root)]
-        + ["--serving-dir", str(serving)]  # an inferred schema (SchemaGen) on 16-frame videos
+        ["compile", "--output", str(spec), "--image", "img"]
+        + ["--pipeline-root", root, "--data-root", data_root, "--serving-dir", serving]
+        # an inferred schema (SchemaGen) on 16-frame videos
         + ["--beam-pipeline-args", "--direct_running_mode=in_memory --direct_num_workers=1"]
         + ["--variant", "tiny_w4", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
-        + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0"]
+        + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0", *flags]
     )
-    spec, _ = kfp_launcher.load_spec(tmp_path / "pipeline.yaml")
-    # The pipeline root: the YAML's defaultPipelineRoot, as KFP reads it. Input artifacts arrive
-    # untyped, as from KFP's backend: pipeline/kfp_entrypoint.py types them (tensorflow/tfx#7768).
-    results = kfp_launcher.run_pipeline_spec(tmp_path / "pipeline.yaml")
+    return spec
 
+
+def _check_run(spec_file, results, read) -> tuple[dict, str]:
+    """What both runs must show; `read(uri)` reads a file wherever the root keeps it.
+    Returns (the Examples artifact, the pushed version's URI)."""
+    spec, _ = kfp_launcher.load_spec(spec_file)
     assert set(results) == set(spec.root.dag.tasks)
     for name, result in results.items():
-        assert result.executor_output or not result.artifacts, f"{name} wrote no ExecutorOutput"
+        declared = set(result.artifacts) - {"executor-logs"}  # that one is the launcher's
+        assert result.executor_output or not declared, f"{name} wrote no ExecutorOutput"
+        assert "executor-logs" not in result.executor_output.get("artifacts", {}), name
 
     examples = results["VideoExampleGen"].artifacts["examples"]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
-    for split in ("train", "eval"):
-        assert glob.glob(f"{examples['uri']}/Split-{split}/*.gz")
     # split_names travelled through the recorded metadata to StatisticsGen.
     statistics = results["StatisticsGen"].artifacts["statistics"]
     assert json.loads(statistics["metadata"]["split_names"]) == ["train", "eval"]
 
     # Every tiny video has 16 frames; the inferred schema still lets a video have any number.
     schema = schema_pb2.Schema()
-    schema_dir = results["SchemaGen"].artifacts["schema"]["uri"]
-    text_format.Parse(pathlib.Path(schema_dir, "schema.pbtxt").read_text(), schema)
+    schema_uri = results["SchemaGen"].artifacts["schema"]["uri"]
+    text_format.Parse(read(f"{schema_uri}/schema.pbtxt").decode(), schema)
     (frames,) = [f for f in schema.feature if f.name == "frames"]
     assert not frames.HasField("shape") and frames.value_count.min == 1
 
     model = results["Trainer"].artifacts["model"]["uri"]
-    assert os.path.exists(f"{model}/Format-Serving/saved_model.pb")
+    assert read(f"{model}/Format-Serving/saved_model.pb")
     blessing = results["Evaluator"].artifacts["blessing"]
     assert blessing["metadata"]["blessed"] == 1
-    assert os.path.exists(f"{blessing['uri']}/BLESSED")
+    assert read(f"{blessing['uri']}/BLESSED") == b""
 
     pushed = results["Pusher"].artifacts["pushed_model"]["metadata"]
     assert pushed["pushed"] == 1
-    version = pushed["pushed_destination"]
+    return examples, pushed["pushed_destination"]
+
+
+@pytest.mark.slow
+def test_compiled_spec_runs_to_a_pushed_model(tiny_root, tmp_path):
+    """A local root standing for a bucket TensorFlow reads itself (gs://), played as Kubeflow
+    Pipelines 2.3 (before executor-logs and uuid'd output URIs)."""
+    root, serving = tmp_path / "root", tmp_path / "serving"
+    spec_file = _compile(tmp_path, str(root), str(tiny_root), str(serving))
+    # The pipeline root: the YAML's defaultPipelineRoot, as KFP reads it. Input artifacts arrive
+    # untyped, as from KFP's backend: pipeline/kfp_entrypoint.py types them (tensorflow/tfx#7768).
+    results = kfp_launcher.run_pipeline_spec(spec_file, kfp_version="2.3.0")
+    examples, version = _check_run(spec_file, results, lambda p: pathlib.Path(p).read_bytes())
+    assert examples["uri"] == str(
+        root / "video-swin-tfx" / "run-1" / "VideoExampleGen" / "examples"
+    )
+    for split in ("train", "eval"):
+        assert glob.glob(f"{examples['uri']}/Split-{split}/*.gz")
     assert os.path.dirname(version) == str(serving / "video_swin")
     _classifies(version, f"{examples['uri']}/Split-eval")
+
+
+@pytest.mark.slow
+def test_compiled_spec_runs_on_minio_to_a_pushed_model(tiny_root, tmp_path, s3_server, s3_env):
+    """KFP's own default root (minio://mlpipeline/v2/artifacts) on an S3-protocol server, the
+    videos and the serving directory on it too (s3://), played as Kubeflow Pipelines 2.17 with
+    the stock manifests (executor-logs on): every artifact goes through the launcher's mirror,
+    ML Metadata records remote URIs, and the pushed model classifies."""
+    for bucket in ("mlpipeline", "videos", "serving"):
+        s3_env.create_bucket(Bucket=bucket)
+    for path in sorted(tiny_root.rglob("*")):
+        if path.is_file():
+            s3_env.upload_file(str(path), "videos", f"tiny/{path.relative_to(tiny_root)}")
+    root = "minio://mlpipeline/v2/artifacts"
+    endpoint = ("--s3-endpoint", s3_server["AWS_ENDPOINT_URL"])  # the steps' boto3 endpoint
+    spec_file = _compile(tmp_path, root, "s3://videos/tiny", "s3://serving", *endpoint)
+    store = kfp_launcher.ObjectStore(
+        s3_server["AWS_ENDPOINT_URL"],
+        s3_server["AWS_ACCESS_KEY_ID"],
+        s3_server["AWS_SECRET_ACCESS_KEY"],
+    )
+    # The steps' credentials (for the videos and the serving directory) come only from KFP's
+    # MinIO secret, which a minio:// root's spec hands every step (secret_as_env).
+    minio_secret = {
+        "accesskey": s3_server["AWS_ACCESS_KEY_ID"],
+        "secretkey": s3_server["AWS_SECRET_ACCESS_KEY"],
+    }
+    results = kfp_launcher.run_pipeline_spec(
+        spec_file,
+        store=store,
+        workdir=tmp_path / "work",
+        env={"AWS_DEFAULT_REGION": s3_server["AWS_DEFAULT_REGION"]},
+        secrets={"mlpipeline-minio-artifact": minio_secret},
+    )
+
+    def read(uri):
+        bucket, key = store.split(uri)
+        return s3_env.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    examples, version = _check_run(spec_file, results, read)
+    for name, result in results.items():
+        if result.executor_input is None:
+            continue  # ImportSchemaGen-style importers have no pod
+        assert "executor-logs" in result.artifacts, name
+        # The launcher's copy of the step's output (TFX's entry point logs this line).
+        assert b"Starting executor" in read(result.artifacts["executor-logs"]["uri"]), name
+        for key, artifact in result.artifacts.items():
+            assert artifact["uri"].startswith(f"{root}/video-swin-tfx/run-1/{name}/"), (
+                key,
+                artifact,
+            )
+            strings = [v for v in artifact["metadata"].values() if isinstance(v, str)]
+            assert not any(str(tmp_path) in v for v in strings), (name, key, strings)
+    for split in ("train", "eval"):
+        assert store.keys(f"{examples['uri']}/Split-{split}/")
+    # Heavy inputs were copied into the Trainer's pod by the launcher, then read there; where the
+    # platform spec mounts a volume over a pod's mirror, they lie on that volume.
+    assert any("/Split-train/" in k for k in results["Trainer"].downloaded["examples"])
+    for name in ("VideoExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"):
+        assert "/minio" in results[name].volumes, name  # --step-disk's volume over the mirror
+    for name, result in results.items():
+        for inputs in (result.executor_input or {}).get("inputs", {}).get("artifacts", {}).values():
+            local = pathlib.Path(
+                f"{result.pod}{kfp_launcher.mirror_path(inputs['artifacts'][0]['uri'])}"
+            )
+            if result.volumes and local.exists():
+                volumes = result.volumes.values()
+                assert any(local.resolve().is_relative_to(v.resolve()) for v in volumes), name
+
+    assert version.startswith("s3://serving/video_swin/")  # where KServe's storageUri points
+    local = tmp_path / "pushed"
+    for key in store.keys(version + "/"):
+        target = local / os.path.relpath(key, store.split(version)[1])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(read(f"s3://serving/{key}"))
+    eval_split = tmp_path / "eval"
+    for key in store.keys(f"{examples['uri']}/Split-eval/"):
+        eval_split.mkdir(exist_ok=True)
+        (eval_split / os.path.basename(key)).write_bytes(read(f"minio://mlpipeline/{key}"))
+    _classifies(str(local), str(eval_split))
 
 
 def _classifies(saved_model: str, eval_split: str) -> None:
@@ -125,27 +224,60 @@ def test_a_resolver_task_is_refused_before_anything_runs(tmp_path):
 
 
 # A two-task spec whose commands are small Python programs: what the launcher hands a task.
-_PRODUCER = """
+# Each writes an artifact's files where a KFP component does: the launcher's local mirror of its
+# URI (under the pod's KFP_LAUNCHER_MIRROR_ROOT), or the URI itself for a local root.
+_LOCAL = """
+import os
+def local(uri):
+    for scheme, folder in (("gs://", "gcs"), ("minio://", "minio"), ("s3://", "s3")):
+        if uri.startswith(scheme):
+            return os.path.join(os.environ["KFP_LAUNCHER_MIRROR_ROOT"], folder, uri[len(scheme):])
+    return uri
+"""
+_PRODUCER = (
+    _LOCAL
+    + """
 import json, sys
 executor_input = json.loads(sys.argv[1])
-out = executor_input["outputs"]["artifacts"]["data"]["artifacts"][0]
-out["metadata"] = {"split_names": '["train"]', "count": 3}
+print("hello from produce")
+outputs = executor_input["outputs"]["artifacts"]
+written = {}
+for key in ("data", "data_run"):
+    if key in outputs:
+        out = outputs[key]["artifacts"][0]
+        os.makedirs(local(out["uri"]), exist_ok=True)
+        with open(os.path.join(local(out["uri"]), "part-0"), "w") as f:
+            f.write(key)
+        written[key] = {"artifacts": [out]}
+written["data"]["artifacts"][0]["metadata"] = {
+    "split_names": '["train"]', "count": 3, "flagged": True, "names": ["a"], "info": {"k": 1},
+    **json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}"),
+}
 with open(executor_input["outputs"]["outputFile"], "w") as f:
-    json.dump({"artifacts": {"data": {"artifacts": [out]}}}, f)
+    json.dump({"artifacts": written}, f)
 """
-_CONSUMER = """
+)
+_CONSUMER = (
+    _LOCAL
+    + """
 import json, sys
 executor_input, uri = json.loads(sys.argv[1]), sys.argv[2]
 (data,) = executor_input["inputs"]["artifacts"]["data"]["artifacts"]
 assert data["type"] == {"instanceSchema": ""}, data  # KFP's driver keeps no artifact schema
 assert data["name"] == "1" and data["uri"] == uri, data
-assert data["metadata"]["split_names"] == '["train"]' and data["metadata"]["count"] == 3, data
+# ML Metadata's conversion: booleans as numbers, lists and structs wrapped.
+expected = {"split_names": '["train"]', "count": 3, "flagged": 1, "names": {"list": ["a"]},
+            "info": {"struct": {"k": 1}}, "display_name": "data"}
+assert {k: data["metadata"][k] for k in expected} == expected, data["metadata"]
 assert executor_input["inputs"]["parameterValues"] == {"n": 2, "flag": "7"}, executor_input
+with open(os.path.join(local(uri), "part-0")) as f:  # downloaded before the command
+    assert f.read() == "data"
 """
+)
 _TYPE = {"instanceSchema": "title: tfx.Examples\ntype: object\n"}
 
 
-def _two_tasks() -> dict:
+def _two_tasks(producer_args=(), siblings=False) -> dict:
     def component(label, inputs=None, outputs=None):
         return {"executorLabel": label, "inputDefinitions": inputs or {}, **(outputs or {})}
 
@@ -155,6 +287,7 @@ def _two_tasks() -> dict:
         }
 
     data = {"artifacts": {"data": {"artifactType": _TYPE}}}
+    produced = {"artifacts": {**data["artifacts"], "data_run": {"artifactType": _TYPE}}}
     params = {"n": {"parameterType": "NUMBER_INTEGER"}, "flag": {"parameterType": "STRING"}}
     return {
         "pipelineInfo": {"name": "two"},
@@ -188,25 +321,116 @@ def _two_tasks() -> dict:
             }
         },
         "components": {
-            "produce": component("produce_exec", outputs={"outputDefinitions": data}),
+            "produce": component(
+                "produce_exec", outputs={"outputDefinitions": produced if siblings else data}
+            ),
             "consume": component("consume_exec", {**data, "parameters": params}),
         },
         "deploymentSpec": {
             "executors": {
-                "produce_exec": container(_PRODUCER, "{{$}}"),
+                "produce_exec": container(_PRODUCER, "{{$}}", *producer_args),
                 "consume_exec": container(_CONSUMER, "{{$}}", "{{$.inputs.artifacts['data'].uri}}"),
             }
         },
     }
 
 
-def test_executor_input_as_kfp_builds_it(tmp_path):
-    """Output metadata reaches the consumer under an MLMD-style name; constants are typed."""
-    results = kfp_launcher.run_pipeline_spec(_two_tasks(), tmp_path)
+@pytest.mark.parametrize("version", ["2.0.0", "2.17.0"])
+def test_executor_input_as_kfp_builds_it(tmp_path, version):
+    """Output metadata reaches the consumer as ML Metadata returns it, under an MLMD-style name;
+    constants are typed; output URIs and executor-logs as the played release makes them."""
+    results = kfp_launcher.run_pipeline_spec(_two_tasks(), tmp_path, kfp_version=version)
     assert list(results) == ["produce", "consume"]  # dependency order, not name order
     recorded = results["produce"].artifacts["data"]
-    assert recorded["uri"] == str(tmp_path / "two" / "run-1" / "produce" / "data")
+    task_root = tmp_path / "two" / "run-1" / "produce"
+    if version == "2.0.0":
+        assert recorded["uri"] == str(task_root / "data")
+        assert "artifacts" not in results["consume"].executor_input["outputs"]  # no outputs
+    else:  # 2.4+: <task>/<uuid>/<key>; 2.5+: the driver adds executor-logs (system.Artifact)
+        salt = pathlib.Path(recorded["uri"]).parent
+        assert salt.parent == task_root and len(salt.name) == 36
+        logs = results["consume"].executor_input["outputs"]["artifacts"]["executor-logs"]
+        assert logs["artifacts"][0]["type"] == {"schemaTitle": "system.Artifact"}
     assert recorded["metadata"]["display_name"] == "data"
+
+
+@pytest.fixture
+def store(s3_env):
+    s3_env.create_bucket(Bucket="mlpipeline")
+    return kfp_launcher.ObjectStore(
+        os.environ["AWS_ENDPOINT_URL"],
+        os.environ["AWS_ACCESS_KEY_ID"],
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.mark.parametrize("version", ["2.16.0", "2.17.0"])
+def test_artifacts_travel_through_the_object_store(tmp_path, store, version):
+    """A minio:// root: the producer writes its mirror, the launcher uploads it after the command
+    and downloads it into the consumer's own pod before its command; up to 2.16 `data` also
+    pulls `data_run` (bare key prefix). The step's output is the launcher's executor-logs."""
+    results = kfp_launcher.run_pipeline_spec(
+        _two_tasks(siblings=True),
+        "minio://mlpipeline/v2/artifacts",
+        kfp_version=version,
+        store=store,
+        workdir=tmp_path,
+    )
+    produce, consume = results["produce"], results["consume"]
+    data = produce.artifacts["data"]["uri"]
+    assert data.startswith("minio://mlpipeline/v2/artifacts/two/run-1/produce/")
+    _, key = store.split(data)
+    assert produce.uploaded["data"] == [f"{key}/part-0"]
+    pulled = set(consume.downloaded["data"])
+    assert f"{key}/part-0" in pulled
+    assert (f"{key}_run/part-0" in pulled) == (version == "2.16.0")
+    assert consume.pod != produce.pod and not (consume.pod / "minio" / key / "part-0").is_symlink()
+
+    logs = produce.artifacts["executor-logs"]["uri"]
+    assert logs.endswith("/executor-logs" + ("-0" if version == "2.17.0" else ""))
+    bucket, logs_key = store.split(logs)
+    text = store.client.get_object(Bucket=bucket, Key=logs_key)["Body"].read().decode()
+    assert "hello from produce" in text
+
+
+def test_a_null_metadata_value_fails_the_step(tmp_path, store):
+    with pytest.raises(kfp_launcher.TaskFailed, match="unknown/unsupported value type"):
+        kfp_launcher.run_pipeline_spec(
+            _two_tasks(producer_args=['{"gone": null}']),
+            "s3://mlpipeline/root",
+            store=store,
+            workdir=tmp_path,
+        )
+
+
+def test_a_platform_volume_over_the_mirror_holds_the_downloads(tmp_path, store):
+    """The spec's second YAML document (kfp-kubernetes) mounts a volume at /s3 for the consumer:
+    its inputs are downloaded onto that volume."""
+    platform = {
+        "platforms": {
+            "kubernetes": {
+                "deploymentSpec": {
+                    "executors": {
+                        "consume_exec": {
+                            "genericEphemeralVolume": [
+                                {"volumeName": "mirror", "mountPath": "/s3", "size": "5Gi"}
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    }
+    spec_file = tmp_path / "two.yaml"
+    spec_file.write_text(yaml.safe_dump_all([_two_tasks(), platform]))
+    assert kfp_launcher.load_spec(spec_file)[0].pipeline_info.name == "two"
+    results = kfp_launcher.run_pipeline_spec(
+        spec_file, "s3://mlpipeline/root", store=store, workdir=tmp_path / "work"
+    )
+    consume = results["consume"]
+    assert set(consume.volumes) == {"/s3"} and not results["produce"].volumes
+    (key,) = consume.downloaded["data"]
+    assert (consume.volumes["/s3"] / "mlpipeline" / key).read_text() == "data"
 
 
 @pytest.mark.parametrize(

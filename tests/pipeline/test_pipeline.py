@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 from tfx.utils import io_utils
 
 from data import ingest, synthetic
-from pipeline import configs
+from pipeline import configs, statistics
 from pipeline.pipeline import create_pipeline
 from tests.conftest import PIPELINE_COMPONENTS, copy_with_new_class
 from tests.data.test_ingest import IN_PROCESS
@@ -138,6 +138,25 @@ def test_missing_frames_are_an_anomaly(tmp_path):
     anomalies = tfdv.validate_statistics(stats, schema)
     assert {"frames", "num_frames"} <= set(anomalies.anomaly_info), anomalies
     assert isinstance(schema, schema_pb2.Schema)
+    # With what the pipeline's StatisticsGen computes (`frames` as image bytes), the same.
+    stats = tfdv.generate_statistics_from_tfrecord(path, stats_options=statistics.stats_options())
+    anomalies = tfdv.validate_statistics(stats, schema)
+    assert {"frames", "num_frames"} <= set(anomalies.anomaly_info), anomalies
+
+
+def test_statistics_of_frames_are_their_counts_and_sizes(inferred_run):
+    """`frames` keeps presence and value counts (what the schemas check) and gets byte sizes,
+    not the top values and uniques of JPEG strings."""
+    import tensorflow_data_validation as tfdv
+
+    (path,) = (inferred_run / "StatisticsGen" / "statistics").glob("*/Split-train/*.pb")
+    stats = tfdv.load_stats_binary(str(path))
+    (frames,) = [
+        f for f in stats.datasets[0].features if f.path.step == ["frames"] or f.name == "frames"
+    ]
+    assert frames.WhichOneof("stats") == "bytes_stats"
+    assert frames.bytes_stats.common_stats.min_num_values == synthetic.SPEC.num_frames
+    assert frames.bytes_stats.max_num_bytes > 0
 
 
 def test_create_pipeline_wires_the_components():
@@ -152,5 +171,49 @@ def test_create_pipeline_wires_the_components():
     ]
     p = create_pipeline("p", "/tmp/root", "/data", "/serving", schema_path=configs.SYNTHETIC_SCHEMA)
     assert {c.id for c in p.components} == set(PIPELINE_COMPONENTS)
+    # The Beam steps whose workers hold TensorFlow functions at exit get the teardown guard.
+    guarded = {
+        c.id
+        for c in p.components
+        if "--beam_plugins=model.function_teardown"
+        in getattr(c.executor_spec, "beam_pipeline_args", [])
+    }
+    assert guarded == {"Transform", "Evaluator"}
     with pytest.raises(ValueError, match="serving_dir"):
         create_pipeline("p", "/tmp/root", "/data")
+
+
+def test_a_run_writes_its_report_under_its_own_pipeline_root(small_synthetic_root, tmp_path):
+    """local_runner.py as a user runs it, from an empty working directory: the summary lands in
+    <pipeline root>/report, and nothing is written outside the roots it was given."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cwd, roots = tmp_path / "cwd", tmp_path / "roots"
+    cwd.mkdir()
+    command = [
+        sys.executable,
+        os.path.join(repo, "local_runner.py"),
+        "--data-root",
+        str(small_synthetic_root),
+        "--schema",
+        configs.SYNTHETIC_SCHEMA,
+        "--validate-only",
+        "--pipeline-root",
+        str(roots / "pipeline_root"),
+        "--metadata",
+        str(roots / "metadata.sqlite"),
+        "--serving-dir",
+        str(roots / "serving"),
+        "--beam-pipeline-args=" + " ".join(IN_PROCESS),
+    ]
+    env = dict(os.environ, PYTHONPATH=repo)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = (roots / "pipeline_root" / "report" / "summary.txt").read_text()
+    assert summary.startswith("Pipeline finished") and "Validation only" in summary
+    assert list(cwd.iterdir()) == []
+    assert {p.name for p in roots.iterdir()} <= {"pipeline_root", "metadata.sqlite", "serving"}
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -18,7 +18,7 @@ from data import features as F
 from data import synthetic
 from model import preprocessing, train
 from pipeline import report
-from tests.conftest import PIPELINE_COMPONENTS, split_sizes, tiny_train_options
+from tests.conftest import EVAL_VIEWS, PIPELINE_COMPONENTS, split_sizes, tiny_train_options
 
 TRAIN_CLIPS, EVAL_CLIPS = split_sizes()
 
@@ -103,19 +103,18 @@ def test_no_skew_between_serving_and_the_trainers_eval_input(pipeline_run):
 
     root = pipeline_run["pipeline_root"]
     (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
-    (transformed,) = glob.glob(f"{root}/Transform/transformed_examples/*/Split-eval")
+    (split,) = glob.glob(f"{root}/VideoExampleGen/examples/*/Split-eval")
     (version,) = _versions(pipeline_run["serving_dir"])
     model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
     options = tiny_train_options()
-    tft_output = tft.TFTransformOutput(graph)
-    spec = tft_output.transformed_feature_spec()
-    files = f"{transformed}/*"
+    transform = train.transform_fn(tft.TFTransformOutput(graph))
+    files = f"{split}/*"
     # The Trainer's eval input pipeline, exactly as fit() sees it, and the same records' ids.
-    clips = [x for x, _ in train.make_dataset(files, spec, options, 6, 16, training=False)]
+    clips = [x for x, _ in train.make_dataset(files, transform, options, 6, 16, training=False)]
     ids = [
         e[F.VIDEO_ID].decode()
         for e in tf.data.TFRecordDataset(sorted(glob.glob(files)), compression_type="GZIP")
-        .map(lambda r: tf.io.parse_single_example(r, spec))
+        .map(transform)
         .as_numpy_iterator()
     ]
     clips = np.concatenate([c.numpy() for c in clips])
@@ -137,6 +136,56 @@ def test_class_vocabulary_and_transformed_examples(pipeline_run):
     assert set(spec) == {preprocessing.CLIP, F.LABEL, F.VIDEO_ID}
 
 
+def test_the_examples_are_stored_once(pipeline_run):
+    """The Transform only analyses; the Trainer read VideoExampleGen's examples, the one copy."""
+    root = pipeline_run["pipeline_root"]
+    assert not glob.glob(f"{root}/Transform/transformed_examples*")
+    examples, others = 0, 0  # bytes of TFRecord files: the examples, and anything else
+    for path in glob.glob(f"{root}/**/*.gz", recursive=True):
+        if path.startswith(f"{root}/VideoExampleGen/examples/"):
+            examples += os.path.getsize(path)
+        else:
+            others += os.path.getsize(path)  # the Transform's analyzer cache: accumulators
+    assert examples > 0 and others < 0.05 * examples, (examples, others)
+    store, trainer_inputs = _inputs_of(
+        pipeline_run["metadata"], "tfx.components.trainer.component.Trainer"
+    )
+    (examples,) = store.get_artifacts_by_type("Examples")
+    (inputs,) = trainer_inputs.values()
+    assert examples.id in inputs
+
+
+def test_a_bad_label_stops_the_trainer_at_its_batch_naming_the_video(pipeline_run, tmp_path):
+    """Real eval examples through the real Transform graph; one has a label/label_name pair the
+    training split never had. The epoch size comes from counts.json: no scan before training."""
+    import tensorflow_transform as tft
+
+    from data import counts
+
+    root = pipeline_run["pipeline_root"]
+    (graph,) = glob.glob(f"{root}/Transform/transform_graph/*")
+    raw = list(_raw_eval_examples(root).values())[:12]
+    bad = tf.train.Example.FromString(raw[7])
+    bad.features.feature[F.LABEL_NAME].bytes_list.value[:] = [b"Wave"]
+    bad_id = bad.features.feature[F.VIDEO_ID].bytes_list.value[0].decode()
+    raw[7] = bad.SerializeToString()
+    for split, records in (("train", raw), ("eval", raw[:4])):
+        (tmp_path / "examples" / f"Split-{split}").mkdir(parents=True)
+        path = str(tmp_path / "examples" / f"Split-{split}" / "data.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for record in records:
+                writer.write(record)
+    counts.write(str(tmp_path / "examples"), {"train": 12, "eval": 4})
+    with pytest.raises(train.DataError, match=rf"^{bad_id}: its label/label_name pair"):
+        train.train(
+            tiny_train_options(epochs=1, batch_size=4),
+            str(tmp_path / "examples" / "Split-train" / "*"),
+            str(tmp_path / "examples" / "Split-eval" / "*"),
+            tft.TFTransformOutput(graph),
+            str(tmp_path / "run"),
+        )
+
+
 def test_training_history_and_report(pipeline_run, tmp_path):
     result = pipeline_run["report"]
     assert len(result.history["val_accuracy"]) == tiny_train_options().epochs
@@ -152,6 +201,44 @@ def test_training_history_and_report(pipeline_run, tmp_path):
         record = json.load(f)
     assert record["started_from"].startswith("from scratch")
     assert record["class_names"] == list(synthetic.SPEC.classes)
+
+
+def test_evaluator_reports_both_protocols_and_gates_on_the_multi_view_one(
+    pipeline_run, retrain_run
+):
+    """TFMA read serving_views once: both protocols' top-1 and top-5 in every run; the second
+    run (a threshold of 1.01, against the first run's model) fails only on the multi-view top-1
+    of the overall slice."""
+    import tensorflow_model_analysis as tfma
+
+    from pipeline import evaluation
+
+    first = pipeline_run["report"]
+    assert first.views == EVAL_VIEWS and first.blessed
+    for value in (first.accuracy, first.top_k_accuracy, first.views_accuracy):
+        assert 0.0 <= value <= 1.0
+    assert report.summary_lines(first, 0.0)[0].startswith(
+        f"Eval split, {EVAL_CLIPS} videos: 3 clips x 1 crop top-1 {first.views_accuracy:.3f}"
+    )
+    assert "BLESSED: top-1 (3 clips x 1 crop) >= 0.00" in report.summary_lines(first, 0.0)[1]
+    (evaluation_dir,) = [
+        path
+        for path in glob.glob(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
+        if path != _first_run(f"{retrain_run['pipeline_root']}/Evaluator/evaluation/*")
+    ]
+    result = tfma.load_eval_result(evaluation_dir, model_name="candidate")
+    (overall,) = [metrics for key, metrics in result.slicing_metrics if not key]
+    for output in (evaluation.MULTI_VIEW_OUTPUT, evaluation.SINGLE_VIEW_OUTPUT):
+        assert {evaluation.ACCURACY, evaluation.TOP_K_ACCURACY} <= set(overall[output][""])
+    failures = [
+        (per_slice.slice_key, failure.metric_key)
+        for per_slice in tfma.load_validation_result(evaluation_dir).metric_validations_per_slice
+        for failure in per_slice.failures
+    ]
+    assert failures
+    for slice_key, key in failures:
+        assert not slice_key.single_slice_keys  # the overall slice
+        assert (key.name, key.output_name) == (evaluation.ACCURACY, evaluation.MULTI_VIEW_OUTPUT)
 
 
 def _inputs_of(metadata_path, type_name):

@@ -71,11 +71,13 @@ def request_json(request, timeout: float) -> tuple[int, dict]:
 
 
 class Server:
-    """`python -m serving` in a subprocess; `url` once a version is loaded."""
+    """`python -m serving` in a subprocess: REST at `url`, gRPC at `grpc_target`, once a version
+    is loaded."""
 
     def __init__(self, model_dir: str, log_path, *flags: str, wait: bool = True):
-        self.port = free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1")
         with open(log_path, "wb") as log:
@@ -88,6 +90,8 @@ class Server:
                     model_dir,
                     "--port",
                     str(self.port),
+                    "--grpc-port",
+                    str(self.grpc_port),
                     *flags,
                 ],
                 cwd=REPO_ROOT,

@@ -9,6 +9,7 @@ weights, so its outputs are deterministic.
   serving_frames:  frames tf.uint8 [None, T, None, None, 3]
   both ->          probabilities float32 [None, K], classes tf.string [None, k],
                    scores float32 [None, k], k = min(5, K)
+  assets.extra/tf_serving_warmup_requests: one request per signature (model/warmup.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import tensorflow as tf
 
 from data import features
+from model import warmup
 from model.clip import normalize
 from model.video_swin import build_classifier
 
@@ -100,7 +102,8 @@ def save_contract_models(
     seed: int = 0,
 ) -> list[str]:
     """Writes one SavedModel per directory in `export_dirs`, each with different weights (the
-    head is re-drawn: tracing once and saving again is much faster than a new model)."""
+    head is re-drawn: tracing once and saving again is much faster than a new model), with
+    warm-up requests as the export writes them."""
     module = ContractModel(variant, class_names, frames, size, seed)
     signatures = {
         "serving_default": tf.function(
@@ -118,6 +121,7 @@ def save_contract_models(
             for weight in module.classifier.layers[-1].trainable_weights:
                 weight.assign(rng.normal(weight.shape, stddev=0.5))
         tf.saved_model.save(module, os.fspath(export_dir), signatures=signatures)
+        warmup.write_requests(os.fspath(export_dir), frame_size=size)
     return [os.fspath(d) for d in export_dirs]
 
 

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from data import example_proto, features, synthetic, video
-from serving.batching import Batcher, call_signature
-from serving.repository import load_version
+from serving.batching import Batcher
+from serving.repository import call_signature, load_version
 
 
 @pytest.fixture(scope="module")

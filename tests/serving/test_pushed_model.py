@@ -69,3 +69,34 @@ def test_client_on_a_real_video_matches_the_model_in_process(pushed, pipeline_ru
     names = [c.decode() for c in local["classes"].numpy()[0]]
     assert [c for c, _ in answer.top] == names
     np.testing.assert_allclose([p for _, p in answer.top], local["scores"].numpy()[0], atol=1e-5)
+
+
+def test_the_pushed_export_carries_warm_up_records(pushed, pipeline_run):
+    """The Trainer's export writes TF Serving's warm-up records: one request per signature,
+    which TF Serving, KServe and this server replay before the version takes traffic."""
+    from model import warmup
+
+    server, name, version = pushed
+    requests = warmup.read_requests(os.path.join(pipeline_run["serving_dir"], version))
+    assert sorted(signature for signature, _ in requests) == [
+        "serving_default",
+        "serving_frames",
+        "serving_views",
+    ]
+
+
+def test_client_asks_for_the_evaluation_views(pushed, pipeline_run, tmp_path):
+    """--views: serving_views' average over the clips x crops the model was evaluated on (the
+    test pipeline's 3 clips), one view staying the default."""
+    server, name, version = pushed
+    path = tmp_path / "v_ShiftLeft_g01_c02.avi"
+    synthetic.write_video(path, synthetic.render_clip("ShiftLeft", [5], [1, 2]), synthetic.SPEC.fps)
+    example = tf.constant([client.video_example(str(path), EMBEDDED)])
+    model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
+    local = model.signatures["serving_views"](examples=example)
+    answer = client.predict_video(str(path), server.url, name, EMBEDDED, views=True)
+    np.testing.assert_allclose(answer.probabilities, local["probabilities"].numpy()[0], atol=1e-5)
+    one_view = model.signatures["serving_default"](examples=example)["probabilities"].numpy()[0]
+    np.testing.assert_allclose(local["single_view_probabilities"].numpy()[0], one_view, atol=1e-5)
+    default = client.predict_video(str(path), server.url, name, EMBEDDED)
+    np.testing.assert_allclose(default.probabilities, one_view, atol=1e-5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -228,3 +230,36 @@ def test_oversize_with_expect_continue_is_refused_before_the_body(server):
     assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
     connection.close()
     assert get_json(f"{server.url}/v1/models/{MODEL_NAME}")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("GET", f"/v1/models/{MODEL_NAME}:predict", "POST"),
+        ("POST", f"/v1/models/{MODEL_NAME}/versions/1/metadata", "GET"),
+        ("PUT", f"/v1/models/{MODEL_NAME}", "GET"),
+    ],
+)
+def test_a_wrong_method_on_a_served_path_is_405(server, method, path, allowed):
+    data = b"{}" if method != "GET" else None
+    request = urllib.request.Request(server.url + path, data=data, method=method)
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        pytest.fail("no error status")
+    except urllib.error.HTTPError as error:
+        assert (error.code, error.headers["Allow"]) == (405, allowed)
+        assert f"takes {allowed}" in json.loads(error.read())["error"]
+
+
+def test_the_api_is_documented(server):
+    with urllib.request.urlopen(f"{server.url}/docs", timeout=30) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+    status, spec = get_json(f"{server.url}/openapi.json")
+    assert status == 200
+    paths = spec["paths"]
+    for base in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}"):
+        assert set(paths[base]) == {"get"}
+        assert set(paths[base + "/metadata"]) == {"get"}
+        assert set(paths[base + ":predict"]) == {"post"}
+        assert "application/json" in paths[base + ":predict"]["post"]["requestBody"]["content"]
