@@ -55,9 +55,21 @@ def _dense_rows(layer: keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(out, [-1, *x.shape[1:-1], out.shape[-1]])
 
 
-def _layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
+class LayerNorm(keras.layers.LayerNormalization):
+    """Keras' LayerNormalization over the last axis (same weights and values), whose backward
+    keeps only its input and row statistics (ops.layer_norm)."""
+
+    def call(self, inputs):
+        if self.axis != [inputs.shape.rank - 1]:
+            raise ValueError(f"{self.name}: LayerNorm normalises the last axis, got {self.axis}")
+        return ops.layer_norm(
+            tf.cast(inputs, self.compute_dtype), self.gamma, self.beta, self.epsilon
+        )
+
+
+def _layer_norm(epsilon: float, name: str) -> LayerNorm:
     # Keras' default epsilon is 1e-3; the checkpoints were trained with 1e-5.
-    return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
+    return LayerNorm(epsilon=epsilon, name=name)
 
 
 class PatchEmbed3D(Layer):
@@ -170,9 +182,11 @@ class Mlp(Layer):
         super().build(input_shape)
 
     def call(self, x):
-        # Rank-2 matmuls, as in _dense_rows.
-        rows = tf.reshape(x, [-1, self.dim])
-        rows = self.fc2(ops.gelu(self.fc1(rows)))
+        # Rank-2 matmuls, as in _dense_rows; GELU and fc2 in one op whose backward keeps fc1's
+        # output only (ops.gelu_linear), with fc2's own weights.
+        rows = self.fc1(tf.reshape(x, [-1, self.dim]))
+        kernel, bias = (tf.convert_to_tensor(w) for w in (self.fc2.kernel, self.fc2.bias))
+        rows = ops.gelu_linear(rows, kernel, bias)
         return tf.reshape(rows, [-1, *x.shape[1:]])
 
 

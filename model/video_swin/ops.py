@@ -1,15 +1,19 @@
-"""Window attention and exact GELU whose backward keeps only their inputs.
+"""Window attention, the MLP's GELU + fc2 and LayerNorm, with backwards that keep their inputs.
 
 Autodiff keeps every intermediate that a backward op reads. For the two largest activations of a
 Video Swin block that is far more than the gradient needs:
 - attention keeps the softmax probabilities, [B, nW, heads, N, N] float32: 1.0 GiB of Swin-T's
   1x32x224 training step, more than every other tensor of the attention together;
 - exact GELU, 0.5 x (1 + erf(x / sqrt 2)) as tf.nn.gelu computes it, keeps three tensors of the
-  MLP's hidden size (x / sqrt 2, 0.5 x, 1 + erf) for its gradient.
+  MLP's hidden size (x / sqrt 2, 0.5 x, 1 + erf) for its gradient, and fc2 keeps a fourth, its
+  input gelu(x) (torch keeps x and gelu(x));
+- LayerNorm with eps 1e-5 (Keras' fused kernel needs >= 1.001e-5) is autodiff through moments and
+  batch_normalization, which keeps a second full-size tensor besides its input.
 Here the backward keeps the inputs alone and recomputes the rest: the probabilities per group of
 windows from q and k (as FlashAttention does; the group's logits stay in cache, so this costs
-about what autodiff's broadcast sums and transposes cost), GELU's derivative from x (torch keeps
-GELU's input too). Forward values are exactly those of the autodiff versions.
+about what autodiff's broadcast sums and transposes cost), gelu(x) = x Phi(x) with GELU's
+derivative from x (Phi(x) serves both), the normalised x from x and its row statistics (as
+torch's LayerNorm does). Forward values are exactly those of the autodiff versions.
 """
 
 from __future__ import annotations
@@ -22,18 +26,64 @@ _INV_SQRT_PI = 0.5641895835477563
 SHIFT_MASK = -100.0  # added to the logits of token pairs from different regions (the reference's)
 
 
-@tf.custom_gradient
-def gelu(x: tf.Tensor):
-    """Exact (erf) GELU x Phi(x), equal to tf.nn.gelu(x, approximate=False); keeps x alone."""
+def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """LayerNorm over the last axis, the values of Keras' LayerNormalization (its unfused ops).
 
-    def grad(dy):
-        # d/dx x Phi(x) = Phi(x) + x phi(x), with x phi(x) = u exp(-u^2) / sqrt(pi), u = x / sqrt 2.
-        with tf.control_dependencies([dy]):  # computed when needed: see window_attention
-            u = x * tf.cast(_SQRT_HALF, x.dtype)
-        cdf = 0.5 * (1.0 + tf.math.erf(u))
-        return dy * (cdf + u * tf.cast(_INV_SQRT_PI, x.dtype) * tf.exp(-tf.square(u)))
+    x: [..., C] (float32 statistics whatever its dtype; the result has x's dtype); gamma, beta:
+    [C] float32. The backward keeps x and the per-row mean and 1/std, and recomputes the
+    normalised x; autodiff of Keras' ops keeps a second full-size tensor (rsqrt(var) * gamma
+    broadcast to [..., C]).
+    """
 
-    return tf.nn.gelu(x, approximate=False), grad
+    @tf.custom_gradient
+    def fn(x, gamma, beta):
+        x32 = tf.cast(x, tf.float32)
+        mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+        out = tf.nn.batch_normalization(x32, mean, variance, beta, gamma, epsilon)
+        rstd = tf.math.rsqrt(variance + epsilon)
+
+        def grad(dout):
+            dout = tf.cast(dout, tf.float32)
+            with tf.control_dependencies([dout]):  # recompute when needed: see window_attention
+                normalised = (tf.cast(x, tf.float32) - mean) * rstd
+            rows = list(range(x.shape.rank - 1))
+            scaled = dout * gamma
+            dx = rstd * (
+                scaled
+                - tf.reduce_mean(scaled, axis=-1, keepdims=True)
+                - normalised * tf.reduce_mean(scaled * normalised, axis=-1, keepdims=True)
+            )
+            dgamma = tf.reduce_sum(dout * normalised, axis=rows)
+            return tf.cast(dx, x.dtype), dgamma, tf.reduce_sum(dout, axis=rows)
+
+        return tf.cast(out, x.dtype), grad
+
+    return fn(x, gamma, beta)
+
+
+def gelu_linear(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """gelu(x) @ kernel + bias with exact (erf) GELU, as tf.nn.gelu(x, approximate=False).
+
+    x: [M, K] rows; kernel: [K, C]; bias: [C]. The backward keeps x, not gelu(x).
+    """
+
+    @tf.custom_gradient
+    def fn(x, kernel, bias):
+        out = tf.nn.bias_add(tf.matmul(tf.nn.gelu(x, approximate=False), kernel), bias)
+
+        def grad(dout):
+            # Recomputed only once the gradient arrives: see window_attention.
+            with tf.control_dependencies([dout]):
+                u = x * tf.cast(_SQRT_HALF, x.dtype)
+            cdf = 0.5 * (1.0 + tf.math.erf(u))  # Phi(x)
+            # d/dx x Phi(x) = Phi(x) + x phi(x), with x phi(x) = u exp(-u^2) / sqrt(pi).
+            derivative = cdf + u * tf.cast(_INV_SQRT_PI, x.dtype) * tf.exp(-tf.square(u))
+            dx = tf.matmul(dout, kernel, transpose_b=True) * derivative
+            return dx, tf.matmul(x * cdf, dout, transpose_a=True), tf.reduce_sum(dout, axis=0)
+
+        return out, grad
+
+    return fn(x, kernel, bias)
 
 
 def window_attention(

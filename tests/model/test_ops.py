@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from model.video_swin import SwinTransformerBlock3D, ops
 from model.video_swin import windows as win
+from model.video_swin.layers import LayerNorm
 
 
 def _autodiff_attention(qkv, bias, scale, region):
@@ -56,19 +57,53 @@ def test_window_attention_equals_autodiff(dtype, atol, windows, group, masked):
         np.testing.assert_allclose(a, b, atol=atol * np.abs(b).max(), rtol=0, err_msg=name)
 
 
-@pytest.mark.parametrize(("dtype", "atol"), [(tf.float32, 1e-6), (tf.bfloat16, 1e-2)])
-def test_gelu_equals_tf_nn_gelu_and_its_autodiff_gradient(dtype, atol):
-    x = tf.cast(tf.linspace(-8.0, 8.0, 2001), dtype)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        ours, reference = ops.gelu(x), tf.nn.gelu(x, approximate=False)
-    np.testing.assert_array_equal(ours.numpy(), reference.numpy())  # the same forward ops
-    np.testing.assert_allclose(
-        tf.cast(tape.gradient(ours, x), tf.float32).numpy(),
-        tf.cast(tape.gradient(reference, x), tf.float32).numpy(),
-        atol=atol,
-        rtol=0,
+@pytest.mark.parametrize(("dtype", "atol"), [(tf.float32, 1e-6), (tf.bfloat16, 0.02)])
+def test_gelu_linear_equals_autodiff(dtype, atol):
+    rng = np.random.default_rng(0)
+    x = tf.cast(rng.uniform(-6.0, 6.0, (50, 8)), dtype)
+    kernel = tf.cast(rng.standard_normal((8, 5)), dtype)
+    bias = tf.cast(rng.standard_normal(5), dtype)
+    dout = tf.constant(rng.standard_normal((50, 5)), tf.float32)
+    ours = _value_and_grads(ops.gelu_linear, [x, kernel, bias], dout)
+    reference = _value_and_grads(
+        lambda x, w, b: tf.nn.bias_add(tf.matmul(tf.nn.gelu(x, approximate=False), w), b),
+        [x, kernel, bias],
+        dout,
     )
+    np.testing.assert_array_equal(ours[0].numpy(), reference[0].numpy())  # the same forward ops
+    for name, a, b in zip(("d x", "d kernel", "d bias"), ours[1:], reference[1:], strict=True):
+        assert a.dtype == b.dtype == dtype, name
+        a, b = tf.cast(a, tf.float32).numpy(), tf.cast(b, tf.float32).numpy()
+        np.testing.assert_allclose(a, b, atol=atol * np.abs(b).max(), rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize(("policy", "atol"), [("float32", 1e-6), ("mixed_bfloat16", 0.02)])
+def test_layer_norm_equals_keras_and_its_autodiff_gradient(policy, atol):
+    rng = np.random.default_rng(1)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours = LayerNorm(epsilon=1e-5)
+        reference = keras.layers.LayerNormalization(epsilon=1e-5)
+        x = tf.cast(rng.standard_normal((2, 3, 5, 24)) * 3 + 1, ours.compute_dtype)
+        ours.build(x.shape)
+        reference.build(x.shape)
+        weights = [rng.standard_normal(24), rng.standard_normal(24)]  # gamma, beta
+        for layer in (ours, reference):
+            layer.set_weights(weights)
+        dout = tf.constant(rng.standard_normal((2, 3, 5, 24)), tf.float32)
+        results = []
+        for layer in (ours, reference):
+            inputs = [x, *layer.trainable_variables]
+            results.append(_value_and_grads(lambda x, *_, layer=layer: layer(x), inputs, dout))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    (out, *grads), (ref_out, *ref_grads) = results
+    assert out.dtype == ref_out.dtype == x.dtype
+    np.testing.assert_array_equal(out.numpy(), ref_out.numpy())  # the same forward ops
+    for name, a, b in zip(("d x", "d gamma", "d beta"), grads, ref_grads, strict=True):
+        assert a.dtype == b.dtype, name
+        a, b = tf.cast(a, tf.float32).numpy(), tf.cast(b, tf.float32).numpy()
+        np.testing.assert_allclose(a, b, atol=atol * np.abs(b).max(), rtol=0, err_msg=name)
 
 
 def _ancestors(tensors) -> set[str]:
@@ -83,10 +118,10 @@ def _ancestors(tensors) -> set[str]:
 
 @pytest.mark.parametrize("shift", [(0, 0, 0), (1, 2, 2)])
 def test_block_backward_keeps_neither_probabilities_nor_gelu_intermediates(shift):
-    """In a block's training graph: no forward Softmax/Erf output is read by the
-    backward, and the backward's recomputed Softmax/Erf wait for the incoming gradient, which
-    needs the block's output (so the executor cannot run them during the forward and hold their
-    results until the backward)."""
+    """In a block's training graph: no forward Softmax/Erf output is read by the backward, of the
+    MLP's hidden-size tensors only fc1's output is, and the backward's recomputed Softmax/Erf
+    wait for the incoming gradient, which needs the block's output (so the executor cannot run
+    them during the forward and hold their results until the backward)."""
     block = SwinTransformerBlock3D(16, 2, (2, 4, 4), shift, name="block")
     x = tf.random.stateless_normal([2, 4, 8, 8, 16], seed=(1, 2))
 
@@ -114,6 +149,15 @@ def test_block_backward_keeps_neither_probabilities_nor_gelu_intermediates(shift
         assert recomputed, op_type
         for op in recomputed:
             assert block_output in _ancestors(op.outputs), op.name
+    hidden_read_by_backward = {
+        op.name
+        for op in graph.get_operations()
+        if op.name in forward
+        and op.type != "ReadVariableOp"  # fc1's kernel
+        and any(t.shape.rank and t.shape[-1] == 64 for t in op.outputs)  # 4 x 16 channels
+        and any(c.name in backward for t in op.outputs for c in t.consumers())
+    }
+    assert hidden_read_by_backward == {"block/mlp/fc1/BiasAdd"}, hidden_read_by_backward
 
 
 def test_block_gradients_under_xla_equal_the_graph_ones():
