@@ -3,9 +3,11 @@
     python -m benchmarks.model_speed [--quick] [--shape 1x32x224x224] [--rounds 2]
         [--repeats 3] [--threads N] [--config trainer|adamw] [--xla-forward]
 
-Forward (inference, `tf.function` / `torch.no_grad`) and one training step (forward + backward +
-optimizer; by default the Trainer's configuration, see benchmarks/swin_t_step.py) on random
-weights and clips. Fair by construction:
+One training step (forward + backward + optimizer; by default the Trainer's configuration, see
+benchmarks/swin_t_step.py), then the forward (inference, `tf.function` / `torch.no_grad`), on
+random weights and clips; the peak RSS of each process after its training steps (before any
+forward) is its training memory (benchmarks/train_memory.py breaks it down). Fair by
+construction:
 - each framework runs in its own fresh process (their thread pools never compete, and neither
   inherits the other's allocator or caches), the processes alternated A/B/A/B over `--rounds`;
 - the same thread count in both: TF's intra- and inter-op pools and torch's intra- and inter-op
@@ -25,6 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks.train_memory import status_mib
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,10 +79,12 @@ def child_tf(shape, threads: int, repeats: int, config: str, xla_forward: bool) 
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     from benchmarks.swin_t_step import tf_train_step
 
-    out = _tf_forward(shape, repeats, xla_forward)
-    out["train_step"] = _time(
-        "tf", "train_step", tf_train_step(config, shape, NUM_CLASSES), repeats
-    )
+    # Training first: the process's peak RSS then is the training process's (no forward model).
+    out = {
+        "train_step": _time("tf", "train_step", tf_train_step(config, shape, NUM_CLASSES), repeats)
+    }
+    out["train_peak_rss_mib"] = status_mib("VmHWM")
+    out.update(_tf_forward(shape, repeats, xla_forward))
     out["version"] = tf.__version__
     assert "torch" not in sys.modules, "the TensorFlow process must not import torch"
     return out
@@ -101,10 +107,11 @@ def child_torch(shape, threads: int, repeats: int, config: str) -> dict:
         with torch.no_grad():
             model(clips)
 
-    out = {"forward": _time("torch", "forward", forward, repeats)}
-    out["train_step"] = _time(
-        "torch", "train_step", torch_train_step(config, model, clips), repeats
-    )
+    out = {
+        "train_step": _time("torch", "train_step", torch_train_step(config, model, clips), repeats)
+    }
+    out["train_peak_rss_mib"] = status_mib("VmHWM")
+    out["forward"] = _time("torch", "forward", forward, repeats)
     out["version"] = torch.__version__
     # TF's thread pools and OpenMP runtime beside torch's slowed torch several-fold here.
     assert "tensorflow" not in sys.modules, "the torch process must not import TensorFlow"
@@ -179,6 +186,14 @@ def summarise(rounds: list[dict]) -> dict:
                 max(r["load1"] for r in tf_runs + torch_runs),
             ],
         }
+    # Peak RSS of each training process (VmHWM after its training steps, before any forward).
+    tf_peak = statistics.median(rd["tf"]["train_peak_rss_mib"] for rd in rounds)
+    torch_peak = statistics.median(rd["torch"]["train_peak_rss_mib"] for rd in rounds)
+    out["train_step"] |= {
+        "tf_peak_rss_mib": tf_peak,
+        "torch_peak_rss_mib": torch_peak,
+        "peak_rss_ratio_tf_over_torch": tf_peak / torch_peak,
+    }
     return out
 
 
@@ -224,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "training_step": args.config,
         "method": "each framework in its own fresh process, alternated tf/torch per round; "
         f"{args.threads} intra-op and inter-op threads in both; medians of wall time over all "
-        "timed runs after one warm-up call per process",
+        "timed runs after one warm-up call per process; training steps first, then the "
+        "forward; peak RSS = the process's VmHWM after its training steps",
         "code": _git_state(),
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -255,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['ratio_tf_over_torch']:>10.2f}  {rounds_text:<14}{s['tf_cpu_median_s']:>9.2f}"
             f"{s['torch_cpu_median_s']:>9.2f}{s['cpu_ratio_tf_over_torch']:>7.2f}  {load}"
         )
+    step = summary["train_step"]
+    print(
+        f"peak RSS of the training process: TF {step['tf_peak_rss_mib']:.0f} MiB, torch "
+        f"{step['torch_peak_rss_mib']:.0f} MiB ({step['peak_rss_ratio_tf_over_torch']:.2f}x)"
+    )
     print(f"-> {args.output}")
     return 0
 

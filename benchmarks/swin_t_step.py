@@ -55,13 +55,15 @@ def swin_t_training(
     return TrainingSetup(model, clips, labels, step)
 
 
-def tf_train_step(config: str, shape: tuple[int, ...], num_classes: int):
-    """A compiled TF training step for `config`: a no-argument callable returning the loss."""
+def tf_train_step(config: str, shape: tuple[int, ...], num_classes: int, recompute: bool = False):
+    """A compiled TF training step for `config`: a no-argument callable returning the loss.
+
+    recompute: the blocks' activations are recomputed in the backward pass (TrainOptions)."""
     import numpy as np
     import tensorflow as tf
 
     if config == "adamw":
-        _, clips, labels, step = swin_t_training(shape, num_classes)
+        _, clips, labels, step = swin_t_training(shape, num_classes, recompute=recompute)
         compiled = tf.function(step)
         return lambda: float(compiled(clips, labels))
     if config != "trainer":
@@ -69,7 +71,10 @@ def tf_train_step(config: str, shape: tuple[int, ...], num_classes: int):
     from model.train import TrainOptions, build_model, make_strategy
 
     options = TrainOptions(
-        clip_frames=shape[1], sampled_frames=max(shape[1], 2), image_size=shape[2]
+        clip_frames=shape[1],
+        sampled_frames=max(shape[1], 2),
+        image_size=shape[2],
+        recompute=recompute,
     )
     if shape[2] != shape[3]:
         raise ValueError(f"the Trainer crops square clips; got {shape}")

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from model.video_swin import ops
 from model.video_swin import windows as win
 
 
@@ -54,9 +55,21 @@ def _dense_rows(layer: keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(out, [-1, *x.shape[1:-1], out.shape[-1]])
 
 
-def _layer_norm(epsilon: float, name: str) -> keras.layers.LayerNormalization:
+class LayerNorm(keras.layers.LayerNormalization):
+    """Keras' LayerNormalization over the last axis (same weights and values), whose backward
+    keeps only its input and row statistics (ops.layer_norm)."""
+
+    def call(self, inputs):
+        if self.axis != [inputs.shape.rank - 1]:
+            raise ValueError(f"{self.name}: LayerNorm normalises the last axis, got {self.axis}")
+        return ops.layer_norm(
+            tf.cast(inputs, self.compute_dtype), self.gamma, self.beta, self.epsilon
+        )
+
+
+def _layer_norm(epsilon: float, name: str) -> LayerNorm:
     # Keras' default epsilon is 1e-3; the checkpoints were trained with 1e-5.
-    return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
+    return LayerNorm(epsilon=epsilon, name=name)
 
 
 class PatchEmbed3D(Layer):
@@ -97,8 +110,9 @@ class PatchEmbed3D(Layer):
         return self.norm(tf.reshape(x, [-1, nt, nh, nw, self.embed_dim]))
 
 
-# Logit elements (per batch element) of one attention group: 3 heads of a 392-token window.
-_ATTENTION_GROUP_ELEMENTS = 3 * 392 * 392
+# Logit elements (per batch element) of one attention group: 4 stage-1 windows of Swin-T
+# (3 heads, 392 tokens), 7 MB in float32.
+_ATTENTION_GROUP_ELEMENTS = 4 * 3 * 392 * 392
 
 
 class WindowAttention3D(Layer):
@@ -140,41 +154,17 @@ class WindowAttention3D(Layer):
     def call(self, x, window, num_windows: int, region=None):
         """x: [B*nW, N, C]; window: effective window; nW = num_windows; region: [nW, N] ids or None.
 
-        The [B, nW, heads, N, N] logits are computed in groups of windows: that tensor is
-        memory-bound (add, softmax; ~0.6 MB per window and head at N=392), and groups that stay
-        in cache were ~1.7x faster on CPU than one pass over the whole tensor (stage-1 shapes).
-        The groups come from ONE tf.split of the qkv rows: its gradient is one concat, where a
-        slice per group (q[:, start:stop]) has a gradient the size of the whole tensor per group
-        (StridedSliceGrad + AddN, quadratic in the number of windows).
+        The [B, nW, heads, N, N] logits are computed in groups of windows (ops.window_attention):
+        that tensor is memory-bound (add, softmax; ~0.6 MB per window and head at N=392), and
+        groups that stay in cache were ~1.7x faster on CPU than one pass over the whole tensor.
         """
         n, c, heads = x.shape[1], self.dim, self.num_heads
         qkv = tf.reshape(_dense_rows(self.qkv, x), [-1, num_windows, n, 3, heads, c // heads])
-        bias = self.relative_position_bias(window)  # [heads, N, N]
-        if region is not None:
-            region = tf.constant(region)
-            mask = tf.where(region[:, None, :] != region[:, :, None], -100.0, 0.0)  # [nW, N, N]
         group = max(1, _ATTENTION_GROUP_ELEMENTS // (heads * n * n))
-        sizes = [min(group, num_windows - s) for s in range(0, num_windows, group)]
-        parts = tf.split(qkv, sizes, axis=1) if len(sizes) > 1 else [qkv]
-        outs, start = [], 0
-        for part, size in zip(parts, sizes, strict=True):
-            # Bias and mask as one [g, heads, N, N] (or [heads, N, N]) term: one add on the logits.
-            bias_mask = bias if region is None else bias + mask[start : start + size, None]
-            outs.append(self._attend(part, bias_mask))
-            start += size
-        out = outs[0] if len(outs) == 1 else tf.concat(outs, axis=1)  # [B, nW, N, heads, hd]
+        out = ops.window_attention(
+            qkv, self.relative_position_bias(window), self.scale, group, region
+        )  # [B, nW, N, heads, hd]
         return _dense_rows(self.proj, tf.reshape(out, [-1, n, c]))
-
-    def _attend(self, qkv, bias_mask):
-        """[B, g, N, 3, heads, hd] qkv rows -> [B, g, N, heads, hd] softmax(q k^T + bias_mask) v."""
-        # [3, B, g, heads, N, hd]; q, k, v each [B, g, heads, N, hd].
-        q, k, v = tf.unstack(tf.transpose(qkv, [3, 0, 1, 4, 2, 5]))
-        q = q * tf.cast(self.scale, q.dtype)
-        # Bias, mask and softmax in float32: -100 and the bias are exact there, and fp16/bf16
-        # logits would lose the small bias differences.
-        attn = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) + bias_mask
-        out = tf.matmul(tf.cast(tf.nn.softmax(attn, axis=-1), v.dtype), v)
-        return tf.transpose(out, [0, 1, 3, 2, 4])
 
 
 class Mlp(Layer):
@@ -192,9 +182,11 @@ class Mlp(Layer):
         super().build(input_shape)
 
     def call(self, x):
-        # Rank-2 matmuls, as in _dense_rows.
-        rows = tf.reshape(x, [-1, self.dim])
-        rows = self.fc2(tf.nn.gelu(self.fc1(rows), approximate=False))
+        # Rank-2 matmuls, as in _dense_rows; GELU and fc2 in one op whose backward keeps fc1's
+        # output only (ops.gelu_linear), with fc2's own weights.
+        rows = self.fc1(tf.reshape(x, [-1, self.dim]))
+        kernel, bias = (tf.convert_to_tensor(w) for w in (self.fc2.kernel, self.fc2.bias))
+        rows = ops.gelu_linear(rows, kernel, bias)
         return tf.reshape(rows, [-1, *x.shape[1:]])
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from model.video_swin.config import VideoSwinConfig, get_config
-from model.video_swin.layers import Layer, PatchEmbed3D, PatchMerging, VideoSwinStage
+from model.video_swin.layers import Layer, LayerNorm, PatchEmbed3D, PatchMerging, VideoSwinStage
 
 STAGE_KEYS = ("stage1", "stage2", "stage3", "stage4")
 
@@ -49,7 +49,7 @@ class VideoSwinBackbone(Layer):
             start += depth
             if i < len(config.depths) - 1:
                 self.merges.append(PatchMerging(dim, eps, name=f"merge{i + 1}"))
-        self.norm = keras.layers.LayerNormalization(epsilon=eps, name="norm")
+        self.norm = LayerNorm(epsilon=eps, name="norm")
 
     def call(self, x, training=None):
         outputs = {}

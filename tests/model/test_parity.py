@@ -78,6 +78,53 @@ def test_tiny_configs_match_torchvision(variant, clip_shape):
     _assert_close(_tf_outputs(model, clips), torch_reference.run(ref_model, clips))
 
 
+@pytest.mark.parametrize(
+    ("variant", "clip_shape"),
+    [
+        ("tiny", (2, 10, 100, 130, 3)),  # padding, shrinking windows
+        ("tiny_w4", (1, 16, 64, 96, 3)),  # shift in every dimension of every stage
+    ],
+)
+def test_tiny_config_gradients_match_torchvision(variant, clip_shape):
+    """The backward too: the attention, GELU and LayerNorm gradients are hand-written (ops.py),
+    so the gradients of a loss on the logits, for the clip and every weight, are compared with
+    torch's autograd (weights mapped through the converter's own layout plan)."""
+    import tensorflow as tf
+
+    from model.convert import weight_plan
+
+    config = get_config(variant)
+    ref_model = torch_reference.from_config(config, num_classes=7, seed=4)
+    model = build_classifier(config, 7, clip_shape[1:])
+    load_torch_state_dict(model, {k: v.numpy() for k, v in ref_model.state_dict().items()})
+    clips = random_clips(clip_shape, seed=5)
+    weights = np.random.default_rng(6).standard_normal((clip_shape[0], 7)).astype(np.float32)
+
+    x = torch.from_numpy(np.ascontiguousarray(np.transpose(clips, (0, 4, 1, 2, 3))))
+    x.requires_grad_(True)
+    (ref_model(x) * torch.from_numpy(weights)).sum().backward()
+    ref_grads = {n: p.grad.numpy() for n, p in ref_model.named_parameters()}
+    ref_grads["clip"] = np.transpose(x.grad.numpy(), (0, 2, 3, 4, 1))
+
+    plan = weight_plan(model.get_layer("backbone"), model.get_layer("head"))
+    tf_clips = tf.constant(clips)
+    with tf.GradientTape() as tape:
+        tape.watch(tf_clips)
+        loss = tf.reduce_sum(model(tf_clips, training=False) * weights)
+    variables = [variable for _, variable, _ in plan]
+    grads = tape.gradient(loss, [tf_clips, *variables])
+    assert len(plan) == len(ref_grads) - 1 == len(model.trainable_variables)
+    pairs = [("clip", grads[0], ref_grads["clip"])]
+    pairs += [
+        (key, g, layout(ref_grads[key]))
+        for (key, _, layout), g in zip(plan, grads[1:], strict=True)
+    ]
+    for key, ours, ref in pairs:
+        ours = tf.convert_to_tensor(ours).numpy()
+        # Relative to the largest gradient of the tensor: float32 sums over thousands of terms.
+        np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0, err_msg=key)
+
+
 @pytest.mark.parametrize("window", [(8, 7, 7), (16, 7, 7), (4, 4, 4), (2, 3, 5)])
 def test_relative_position_index_equals_reference_buffer(window):
     attn = tv_swin.ShiftedWindowAttention3d(12, list(window), [0, 0, 0], num_heads=3)
