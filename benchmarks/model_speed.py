@@ -28,9 +28,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks import results
 from benchmarks.train_memory import status_mib
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 400
 RESULT_PREFIX = "RESULT "
@@ -47,8 +47,8 @@ def _time(framework: str, name: str, fn, repeats: int) -> dict:
         cpu, start = time.process_time(), time.perf_counter()
         fn()
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-        load = os.getloadavg()[0]
-        runs.append({"wall_s": wall, "cpu_s": cpu, "load1": load})
+        load = results.load_1min()
+        runs.append({"wall_s": wall, "cpu_s": cpu, "load_1min": load})
         print(
             f"  {framework} {name} run {i + 1}: {wall:.3f} s wall, {cpu:.2f} s CPU, load {load:.2f}",
             flush=True,
@@ -181,9 +181,9 @@ def summarise(rounds: list[dict]) -> dict:
             "tf_cpu_median_s": _median(tf_runs, "cpu_s"),
             "torch_cpu_median_s": _median(torch_runs, "cpu_s"),
             "cpu_ratio_tf_over_torch": _median(tf_runs, "cpu_s") / _median(torch_runs, "cpu_s"),
-            "load1_range": [
-                min(r["load1"] for r in tf_runs + torch_runs),
-                max(r["load1"] for r in tf_runs + torch_runs),
+            "load_1min_range": [
+                min(r["load_1min"] for r in tf_runs + torch_runs),
+                max(r["load_1min"] for r in tf_runs + torch_runs),
             ],
         }
     # Peak RSS of each training process (VmHWM after its training steps, before any forward).
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--config", default=None, help="training step: trainer or adamw")
     parser.add_argument("--xla-forward", action="store_true", help="also TF's XLA forward")
-    parser.add_argument("--output", default=os.path.join(RESULTS, "model_speed.json"))
+    parser.add_argument("--output", default=str(results.path("model_speed")))
     parser.add_argument("--child", choices=["tf", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from benchmarks.swin_t_step import CONFIGS, DEFAULT_CONFIG
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {i + 1}/{args.rounds} ({started})", flush=True)
         rounds.append({fw: _run_child(fw, args) for fw in ("tf", "torch")} | {"started": started})
     summary = summarise(rounds)
-    results = {
+    summary_record = {
         "model": f"swin_t (28.2M parameters), {NUM_CLASSES} classes, random weights",
         "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
         "shape": list(shape),
@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "timed runs after one warm-up call per process; training steps first, then the "
         "forward; peak RSS = the process's VmHWM after its training steps",
         "code": _git_state(),
-        "machine": {
-            "cpu_count": os.cpu_count(),
+        "software": {
             "platform": platform.platform(),
             "python": sys.version.split()[0],
             "tensorflow": rounds[0]["tf"]["version"],
@@ -252,11 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "rounds": rounds,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
+    results.write("model_speed", summary_record, args.output)
     print(
-        f"Swin-T {results['input']}, {args.threads} threads each, {args.rounds} round(s), "
+        f"Swin-T {summary_record['input']}, {args.threads} threads each, {args.rounds} round(s), "
         f"training step: {args.config} (median wall seconds)"
     )
     print(
@@ -265,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, s in summary.items():
         rounds_text = " ".join(f"{r:.2f}" for r in s["ratio_per_round"])
-        load = "{:.1f}-{:.1f}".format(*s["load1_range"])
+        load = "{:.1f}-{:.1f}".format(*s["load_1min_range"])
         print(
             f"{name:<14}{s['tf_median_s']:>9.3f}{s['torch_median_s']:>9.3f}"
             f"{s['ratio_tf_over_torch']:>10.2f}  {rounds_text:<14}{s['tf_cpu_median_s']:>9.2f}"

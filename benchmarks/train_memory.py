@@ -27,7 +27,8 @@ import subprocess
 import sys
 import time
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+from benchmarks import results
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("tf", "torch", "tf_recompute")
 NUM_CLASSES = 400
@@ -98,7 +99,7 @@ def child(config: str, shape: tuple[int, ...], threads: int, steps: int) -> dict
                 "growth_mib": step_peak - before,
                 "wall_s": wall,
                 "cpu_s": cpu,
-                "load1": os.getloadavg()[0],
+                "load_1min": results.load_1min(),
             }
         )
         print(
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per configuration")
     parser.add_argument("--steps", type=int, default=3, help="training steps per process")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--output", default=os.path.join(RESULTS, "train_memory.json"))
+    parser.add_argument("--output", default=str(results.path("train_memory")))
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {i + 1}/{args.rounds} ({started})", flush=True)
         rounds.append({c: _run_child(c, args) for c in CONFIGS} | {"started": started})
     summary = summarise(rounds)
-    results = {
+    record = {
         "model": f"swin_t, {NUM_CLASSES} classes, random weights",
         "input": "x".join(map(str, shape)) + " (N,T,H,W,C)",
         "shape": list(shape),
@@ -197,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "rounds": rounds,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"Swin-T training process {results['input']}, {args.rounds} round(s) (median MiB)")
+    results.write("train_memory", record, args.output)
+    print(f"Swin-T training process {record['input']}, {args.rounds} round(s) (median MiB)")
     print(f"{'config':<14}{'peak RSS':>10}{'built':>8}{'1st step +':>12}{'later +':>9}")
     for config in CONFIGS:
         s = summary[config]
