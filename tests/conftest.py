@@ -222,6 +222,7 @@ def retrain_run(pipeline_run):
         min_accuracy=1.01,
         enable_cache=True,
         train_without_new_data=True,
+        train_options=tiny_train_options(epochs=2),  # what is checked is where it starts
     )
     return {**paths, "since": since}
 

@@ -45,7 +45,7 @@ def _compile(tmp_path, root, data_root, serving, *flags) -> pathlib.Path:
         + ["--pipeline-root", root, "--data-root", data_root, "--serving-dir", serving]
         # an inferred schema (SchemaGen) on 16-frame videos
         + ["--beam-pipeline-args", "--direct_running_mode=in_memory --direct_num_workers=1"]
-        + ["--variant", "tiny_w4", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
+        + ["--variant", "micro", "--clip-frames", "8", "--image-size", "32", "--gpus", "0"]
         + ["--epochs", "1", "--batch-size", "4", "--min-accuracy", "0", *flags]
     )
     return spec

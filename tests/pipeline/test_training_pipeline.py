@@ -178,7 +178,7 @@ def test_a_bad_label_stops_the_trainer_at_its_batch_naming_the_video(pipeline_ru
     counts.write(str(tmp_path / "examples"), {"train": 12, "eval": 4})
     with pytest.raises(train.DataError, match=rf"^{bad_id}: its label/label_name pair"):
         train.train(
-            tiny_train_options(epochs=1, batch_size=4),
+            tiny_train_options(epochs=1, batch_size=4, variant="micro"),
             str(tmp_path / "examples" / "Split-train" / "*"),
             str(tmp_path / "examples" / "Split-eval" / "*"),
             tft.TFTransformOutput(graph),
