@@ -195,6 +195,8 @@ def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     if n1 == n0:
         return 0.0, t1 / n1
     per = (t1 - t0) / (n1 - n0)
+    if per <= 0:  # the smaller run was slowed by load more than the data grew: rate of the larger
+        return 0.0, t1 / n1
     return max(t0 - per * n0, 0.0), per
 
 
