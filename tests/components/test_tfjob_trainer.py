@@ -21,7 +21,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components import tfjob_trainer as tj
 from model.options import OPTIONS_KEY
-from tests.conftest import free_ports, tiny_train_options
+from tests.helpers import free_ports, tiny_train_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/?]+))?")

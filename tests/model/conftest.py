@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from tests.model import torch_reference
-
-NUM_CLASSES = 400
+from tests.model.helpers import NUM_CLASSES, TINY_CLASSES, TINY_SHAPE
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +25,6 @@ def swin_t_checkpoints(torch_swin_t, tmp_path_factory):
         paths["official"],
     )
     return {k: str(v) for k, v in paths.items()}
-
-
-def random_clips(shape, seed=0) -> np.ndarray:
-    """Normalised-looking float32 clips [B, T, H, W, 3]."""
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-TINY_CLASSES = 5
-TINY_SHAPE = (4, 32, 32, 3)
 
 
 @pytest.fixture(scope="session")

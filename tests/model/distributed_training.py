@@ -28,7 +28,7 @@ def main(mode: str, graph: str, train_files: str, eval_files: str, out: str) -> 
     import tensorflow_transform as tft
 
     from model import train
-    from tests.conftest import tiny_train_options
+    from tests.helpers import tiny_train_options
 
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]

@@ -33,7 +33,7 @@ def main(graph: str, train_files: str, eval_files: str, run_dir: str, out: str) 
     import tensorflow_transform as tft
 
     from model import train
-    from tests.conftest import tiny_train_options
+    from tests.helpers import tiny_train_options
 
     options = tiny_train_options(
         epochs=EPOCHS, batch_size=8, checkpoint_every=EVERY, variant=VARIANT

@@ -15,7 +15,7 @@ from model import convert
 from model.convert import CheckpointError, load_checkpoint, load_torch_state_dict
 from model.video_swin import build_backbone, build_classifier
 from tests.model import torch_reference
-from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
+from tests.model.helpers import TINY_CLASSES, TINY_SHAPE, random_clips
 
 # The CLI's output is tiny_converted (`python -m model.convert` of the tiny official .pth, shared
 # with test_pth and test_hub): the CLI does not depend on the variant's size, and Swin-T's own

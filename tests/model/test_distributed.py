@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_ports, split_sizes
+from tests.helpers import free_ports, split_sizes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")

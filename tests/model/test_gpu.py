@@ -34,7 +34,7 @@ import json, sys, traceback
 import numpy as np
 import tensorflow as tf
 from model import train
-from tests.conftest import tiny_train_options
+from tests.helpers import tiny_train_options
 
 results = {}
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from model import convert, hub
-from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
+from tests.model.helpers import TINY_CLASSES, TINY_SHAPE, random_clips
 
 
 @pytest.fixture(scope="module")

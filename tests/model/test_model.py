@@ -16,7 +16,7 @@ from model.video_swin import (
     get_config,
 )
 from model.video_swin.layers import drop_path_scale
-from tests.model.conftest import random_clips
+from tests.model.helpers import random_clips
 
 
 def test_variants_table():

@@ -12,7 +12,7 @@ from model.convert import load_checkpoint, load_torch_state_dict
 from model.video_swin import build_classifier, get_config
 from model.video_swin import windows as win
 from tests.model import torch_reference
-from tests.model.conftest import NUM_CLASSES, random_clips
+from tests.model.helpers import NUM_CLASSES, random_clips
 
 ATOL = 1e-4
 KEYS = ("stage1", "stage2", "stage3", "stage4", "features", "logits")

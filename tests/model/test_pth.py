@@ -17,7 +17,7 @@ from model.convert import load_torch_state_dict
 from model.pth import CheckpointError
 from model.video_swin import build_classifier
 from tests.model import torch_reference
-from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
+from tests.model.helpers import TINY_CLASSES, TINY_SHAPE, random_clips
 
 
 def test_reads_what_torch_load_reads(tmp_path):

@@ -16,7 +16,7 @@ from model.pth import CheckpointError
 from model.video_swin import build_classifier, feature_model
 from model.warm_start import initialize
 from tests.model import torch_reference
-from tests.model.conftest import TINY_CLASSES, TINY_SHAPE, random_clips
+from tests.model.helpers import TINY_CLASSES, TINY_SHAPE, random_clips
 
 CLIPS = random_clips((2, *TINY_SHAPE), seed=31)
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from components.anomalies_gate import DataAnomaliesError
-from tests.conftest import copy_with_new_class, run_pipeline, tiny_train_options
+from tests.helpers import copy_with_new_class, run_pipeline, tiny_train_options
 
 pytestmark = pytest.mark.slow  # runs TFX components
 

@@ -12,8 +12,8 @@ from tfx.utils import io_utils
 from data import ingest, synthetic
 from pipeline import configs, statistics
 from pipeline.pipeline import create_pipeline
-from tests.conftest import PIPELINE_COMPONENTS, copy_with_new_class
 from tests.data.test_ingest import IN_PROCESS
+from tests.helpers import PIPELINE_COMPONENTS, copy_with_new_class
 
 pytestmark = pytest.mark.slow  # runs TFX components
 

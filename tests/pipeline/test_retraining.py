@@ -16,8 +16,7 @@ import os
 import pytest
 
 from pipeline import report
-from tests.conftest import run_pipeline, tiny_train_options
-from tests.helpers import add_span
+from tests.helpers import add_span, run_pipeline, tiny_train_options
 
 pytestmark = pytest.mark.slow  # runs TFX components
 

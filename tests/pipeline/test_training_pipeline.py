@@ -18,7 +18,7 @@ from data import features as F
 from data import synthetic
 from model import preprocessing, train
 from pipeline import report
-from tests.conftest import EVAL_VIEWS, PIPELINE_COMPONENTS, split_sizes, tiny_train_options
+from tests.helpers import EVAL_VIEWS, PIPELINE_COMPONENTS, split_sizes, tiny_train_options
 
 TRAIN_CLIPS, EVAL_CLIPS = split_sizes()
 
@@ -319,7 +319,7 @@ def test_trainer_warm_starts_from_an_official_checkpoint(pipeline_run, tmp_path)
     from-scratch run's first epoch."""
     from model import warm_start
     from model.video_swin import build_classifier
-    from tests.conftest import run_pipeline
+    from tests.helpers import run_pipeline
     from tests.model import torch_reference
 
     options = tiny_train_options()

@@ -13,7 +13,7 @@ import tensorflow as tf
 from data import synthetic
 from data.ingest import IngestOptions
 from serving import client
-from tests.serving.conftest import MODEL_NAME, REPO_ROOT
+from tests.serving.helpers import MODEL_NAME, REPO_ROOT
 
 OPTIONS = IngestOptions(frame_stride=1, max_frames=64)  # the embedded set's ingestion
 CLI_OPTIONS = ["--frame-stride", "1", "--max-frames", "64"]

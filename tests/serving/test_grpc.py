@@ -16,7 +16,7 @@ from tensorflow_serving.apis import (
 )
 
 from data import example_proto, features, synthetic, video
-from tests.serving.conftest import MODEL_NAME
+from tests.serving.helpers import MODEL_NAME
 
 FRAMES = 8  # the contract model's T
 MiB = 1 << 20

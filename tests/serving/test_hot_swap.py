@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.serving.conftest import MODEL_NAME, Server, get_json, post_json
 from tests.serving.contract_model import push
+from tests.serving.helpers import MODEL_NAME, Server, get_json, post_json
 
 REQUEST = json.dumps(
     {

@@ -7,8 +7,8 @@ import urllib.request
 
 import tensorflow as tf
 
-from tests.serving.conftest import MODEL_NAME, Server, get_json, post_json, request_json
 from tests.serving.contract_model import push
+from tests.serving.helpers import MODEL_NAME, Server, get_json, post_json, request_json
 
 
 class UnevenOutputs(tf.Module):

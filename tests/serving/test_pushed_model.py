@@ -14,7 +14,7 @@ import tensorflow as tf
 from data import synthetic
 from data.ingest import IngestOptions
 from serving import client
-from tests.serving.conftest import Server, get_json, post_json
+from tests.serving.helpers import Server, get_json, post_json
 
 pytestmark = pytest.mark.slow  # needs the pipeline run
 

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from data import example_proto, features, synthetic, video
-from tests.serving.conftest import MODEL_NAME, get_json, post_json
+from tests.serving.helpers import MODEL_NAME, get_json, post_json
 
 FRAMES = 8  # the contract model's T
 

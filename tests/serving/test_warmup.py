@@ -25,8 +25,8 @@ from model import warmup
 from serving import repository as repository_module
 from serving.repository import ModelRepository
 from serving.server import create_app
-from tests.serving.conftest import MODEL_NAME, free_port, get_json, post_json
 from tests.serving.contract_model import push
+from tests.serving.helpers import MODEL_NAME, free_port, get_json, post_json
 
 SIGNATURES = {"serving_default", "serving_frames"}
 
