@@ -41,11 +41,12 @@ def measure(work: str, frames: int, size: int, sampled: int, videos: int) -> dic
 
     from benchmarks.evaluator_memory import VIDEO_FRAMES, analyze_transform, write_examples
     from model import export, train
+    from model.inputs import read_class_names
     from model.video_swin import build_classifier
 
     analyze_transform(os.path.join(work, "transform"), os.path.join(work, "tmp"), sampled)
     tft_output = tft.TFTransformOutput(os.path.join(work, "transform"))
-    class_names = train.read_class_names(tft_output)
+    class_names = read_class_names(tft_output)
     tf.keras.utils.set_random_seed(0)
     classifier = build_classifier("tiny_w4", len(class_names), (frames, size, size, 3))
     model = train.VideoClassifier(classifier)

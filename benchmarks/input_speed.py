@@ -46,7 +46,8 @@ def write_examples(path: str, clips: int, frames: int, seed: int = 0) -> None:
 def measure(pattern: str, options, training: bool, batches: int) -> dict:
     import tensorflow as tf
 
-    from model import preprocessing, train
+    from model import preprocessing
+    from model.inputs import make_dataset
 
     spec = {
         preprocessing.SAMPLED_FRAMES: tf.io.FixedLenFeature([options.sampled_frames], tf.string),
@@ -55,7 +56,7 @@ def measure(pattern: str, options, training: bool, batches: int) -> dict:
     }
     # Examples in the Transform's output form: this measures decoding and cropping, not the
     # Transform graph the Trainer runs first (a gather of JPEG strings).
-    dataset = train.make_dataset(
+    dataset = make_dataset(
         pattern,
         lambda record: tf.io.parse_single_example(record, spec),
         options,

@@ -18,6 +18,7 @@ TRAINED_ON = "trained_on"  # the record's [[span, fingerprint], ...] a model was
 # run's TrainingPlan compares with its window. TF Serving ignores assets.extra/ but its warm-up.
 SERVED_RECORD = "assets.extra/training.json"
 TRAINING_RECORD = "training.json"  # on the Model artifact, beside Format-Serving/
+HISTORY_FILE = "history.json"  # per-epoch metrics, in the Trainer's model run directory
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,9 @@
-"""The Trainer: options, input pipeline, distribution strategy, optimisation and `run_fn`.
+"""The Trainer: the model and its optimisers, `train()`, and TFX's `run_fn` (train, record, export).
 
     Trainer(run_fn="model.train.run_fn", custom_config={"options": TrainOptions(...).to_json()})
+
+The input pipeline is model/inputs.py, the distribution strategy model/strategy.py, the settings
+model/options.py, the served model model/export.py.
 
 The 2022 port's "MirroredStrategy fails after the first epoch" came from a finite dataset plus
 steps_per_epoch (tf_keras makes a new iterator each epoch only when the two agree). Here, as in
@@ -14,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-import sys
 import time
 
 import tensorflow as tf
@@ -23,10 +24,11 @@ import tf_keras as keras
 from absl import logging
 
 from data import counts, ingest_options
-from data import features as F
 from model import clip as clip_lib
-from model import preprocessing, versions
+from model import versions
+from model.inputs import count_examples, data_error, make_dataset, read_class_names, transform_fn
 from model.options import (
+    HISTORY_FILE,
     OPTIONS_KEY,
     SERVED_RECORD,
     SPANS_KEY,
@@ -34,254 +36,12 @@ from model.options import (
     TRAINING_RECORD,
     TrainOptions,
 )
+from model.strategy import is_chief, make_strategy
 from model.video_swin import build_classifier
 
 __all__ = ["OPTIONS_KEY", "TrainOptions", "run_fn", "train"]
 
-HISTORY_FILE = "history.json"  # per-epoch metrics, in the model run directory
 BACKUP_DIR = "backup"  # BackupAndRestore's checkpoints, in the model run directory
-
-
-# ---------------------------------------------------------------- distribution
-
-
-def require_gpus(count: int) -> None:
-    """Fails, saying why, unless TensorFlow sees at least `count` GPUs (0: no requirement).
-
-    A Trainer that asked for GPUs and silently trained on the CPU would take weeks; this stops it
-    in its first seconds instead.
-    """
-    found = tf.config.list_physical_devices("GPU")
-    if len(found) >= count:
-        return
-    build = tf.sysconfig.get_build_info()
-    raise RuntimeError(
-        f"{count} GPU(s) requested (TrainOptions.gpus / --gpus) but TensorFlow sees "
-        f"{len(found)}: {[d.name for d in found]}. TensorFlow {tf.__version__} was built for "
-        f"CUDA {build.get('cuda_version', '?')} / cuDNN {build.get('cudnn_version', '?')} and "
-        "loads them from the nvidia-*-cu12 wheels: install them with `make setup GPU=1`, or build "
-        "the image with `docker build --build-arg GPU=1`. Check also that `nvidia-smi` lists the "
-        "GPUs and that the pod requests them (nvidia.com/gpu)."
-    )
-
-
-def make_strategy(name: str = "auto", gpus: int = 0) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy when TF_CONFIG names several tasks, else MirroredStrategy
-    over the local devices (all GPUs, or the CPU). gpus: how many GPUs must be visible."""
-    require_gpus(gpus)
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    tasks = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
-    if name == "multi_worker" or (name == "auto" and tasks > 1):
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif name in ("auto", "mirrored"):
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        raise ValueError(f"unknown strategy {name!r}: auto, mirrored or multi_worker")
-    devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
-    logging.info(
-        "%s with %d replica(s); local devices: %s",
-        type(strategy).__name__,
-        strategy.num_replicas_in_sync,
-        ", ".join(devices),
-    )
-    return strategy
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
-
-
-# ---------------------------------------------------------------- input pipeline
-
-
-def read_class_names(tf_transform_output) -> list[str]:
-    """The Transform's class vocabulary in label order; a missing label is an error."""
-    keys = [
-        k.decode() if isinstance(k, bytes) else k
-        for k in tf_transform_output.vocabulary_by_name(preprocessing.CLASSES_VOCABULARY)
-    ]
-    pairs = sorted(preprocessing.parse_class_key(k) for k in keys)
-    labels = [label for label, _ in pairs]
-    if labels != list(range(len(labels))):
-        raise ValueError(
-            f"the training split's labels must be 0..K-1, each with one name; got {pairs}"
-        )
-    return [name for _, name in pairs]
-
-
-def _files(patterns) -> list[str]:
-    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord files match {patterns}")
-    return files
-
-
-class DataError(ValueError):
-    """Examples that cannot be trained on; the message names the video."""
-
-
-# The Transform's inputs: what the Trainer parses from a raw example (the rest is metadata).
-TRANSFORM_INPUTS = (F.FRAMES, F.LABEL, F.LABEL_NAME, F.VIDEO_ID)
-_BAD_LABEL = "label not among the classes of the training split, video"  # no quote: TF escapes it
-_BAD_LABEL_VIDEO = re.compile(re.escape(_BAD_LABEL) + r"\] \[([^\]]*)\]")
-
-
-def transform_fn(tf_transform_output, tft_layer=None):
-    """A serialized raw example (scalar string) -> the Transform's outputs for it:
-    {clip: [L] JPEG strings, label: int64 scalar, video_id: string scalar}.
-
-    The Transform graph runs here, in tf.data, on the examples VideoExampleGen stored, so no
-    transformed copy of the data set is ever written (the Transform only analyses).
-    """
-    raw_spec = tf_transform_output.raw_feature_spec()
-    spec = {name: raw_spec[name] for name in TRANSFORM_INPUTS}
-    layer = tft_layer or tf_transform_output.transform_features_layer()
-
-    def transform(record):
-        transformed = layer(tf.io.parse_example(record[None], spec))
-        return {name: value[0] for name, value in transformed.items()}
-
-    return transform
-
-
-def count_examples(patterns) -> int:
-    """The examples in the split, from the counts written beside them (data/counts.py); examples
-    made elsewhere, without that file, are counted by one read of the split."""
-    known = counts.read(patterns)
-    if known is not None:
-        return known
-    logging.warning(
-        "no %s beside %s: counting its records (one read)", counts.COUNTS_FILE, patterns
-    )
-    dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
-def _complete_jpegs(example) -> tf.Tensor:
-    """False (and a message naming the video) when a frame lacks JPEG's start or end marker:
-    cut or damaged data is skipped, not a bare decode error deep inside fit()."""
-    jpegs = example[preprocessing.SAMPLED_FRAMES]
-    ok = tf.reduce_all(
-        (tf.strings.substr(jpegs, 0, 2) == b"\xff\xd8")
-        & (tf.strings.substr(jpegs, -2, 2) == b"\xff\xd9")
-    )
-
-    def report():
-        message = tf.print(
-            "skipping",
-            example[F.VIDEO_ID],
-            ": a frame is not a complete JPEG",
-            output_stream=sys.stderr,
-        )
-        with tf.control_dependencies([message]):
-            return tf.identity(ok)
-
-    return tf.cond(ok, lambda: ok, report)
-
-
-def _checked_label(example, num_classes: int) -> tf.Tensor:
-    """The label; an error naming the video when it is not one of the classes (the Transform
-    gives -1 to a label/label_name pair its training-split vocabulary lacks)."""
-    label = example[F.LABEL]
-    check = tf.debugging.Assert(
-        (label >= 0) & (label < num_classes), [_BAD_LABEL, example[F.VIDEO_ID]]
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(label)
-
-
-def data_error(error: tf.errors.InvalidArgumentError, num_classes: int) -> DataError | None:
-    """A readable DataError for a bad label's assertion; None for any other error."""
-    found = _BAD_LABEL_VIDEO.search(error.message)
-    if not found:
-        return None
-    return DataError(
-        f"{found.group(1)}: its label/label_name pair is not one of the training split's "
-        f"{num_classes} classes (the Transform's class vocabulary). Fix its label or list, or "
-        "add the class to the training split."
-    )
-
-
-def make_dataset(
-    patterns,
-    transform,
-    options: TrainOptions,
-    num_classes: int,
-    batch_size: int,
-    training: bool,
-    input_context: tf.distribute.InputContext | None = None,
-) -> tf.data.Dataset:
-    """Examples -> (uint8 clips [B, T, S, S, 3], one-hot labels [B, K]).
-
-    transform: a serialized example -> {clip, label, video_id} (`transform_fn`: the Transform
-    graph on raw examples). Training: this input pipeline's shard of the records, shuffled and
-    repeated, random clips, full batches only. Evaluation: one deterministic pass, centre clips,
-    the last batch partial. A label outside the classes stops iteration at its batch (an
-    InvalidArgumentError naming the video: `data_error`).
-    """
-    files = _files(patterns)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        dataset = dataset.shuffle(len(files))
-    dataset = dataset.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(files), 4),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=options.deterministic or not training,
-    )
-    if training and input_context and input_context.num_input_pipelines > 1:
-        # Shard records before decoding: each worker decodes only its own clips.
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training:
-        dataset = dataset.shuffle(options.shuffle_buffer).repeat()
-    # Each element's augmentation seed: (run seed, position in this pipeline's stream), so a
-    # clip's random draws do not depend on which parallel call makes them.
-    pipelines, pipeline_id = (
-        (input_context.num_input_pipelines, input_context.input_pipeline_id)
-        if input_context
-        else (1, 0)
-    )
-    dataset = (
-        dataset.enumerate()
-        .map(
-            lambda i, r: (i * pipelines + pipeline_id, transform(r)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=options.deterministic or not training,
-        )
-        .filter(lambda _, example: _complete_jpegs(example))
-    )
-
-    def to_inputs(position, example):
-        clip = clip_lib.jpeg_clip(
-            example[preprocessing.SAMPLED_FRAMES],
-            options.clip_frames,
-            options.image_size,
-            training=training,
-            area_range=(options.min_crop_area, 1.0),
-            flip=options.flip,
-            seed=tf.stack([tf.constant(options.seed, tf.int64), position]) if training else None,
-        )
-        return clip, tf.one_hot(_checked_label(example, num_classes), num_classes)
-
-    dataset = dataset.map(
-        to_inputs,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=options.deterministic or not training,
-    )
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    if not training:
-        opts = tf.data.Options()
-        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = dataset.with_options(opts)
-    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- model and optimisation
@@ -414,11 +174,14 @@ class _EpochLog(keras.callbacks.Callback):
 
 @dataclasses.dataclass
 class TrainResult:
+    """Everything `train()` learned: the model, per-epoch metrics, and what it started from."""
+
     model: VideoClassifier
     history: dict[str, list[float]]
     class_names: list[str]
     steps_per_epoch: int
     train_examples: int
+    started_from: str  # what `initialize` said it loaded ("random initialisation" without one)
 
 
 def train(
@@ -431,7 +194,8 @@ def train(
     initialize=None,
     callbacks: list | None = None,
 ) -> TrainResult:
-    """Fits the model; `initialize(classifier)` sets starting weights (the warm start).
+    """Fits the model; `initialize(classifier)` sets starting weights (the warm start) and
+    returns what it loaded, kept as TrainResult.started_from.
 
     A process killed mid-training and started again with the same run_dir resumes from its last
     checkpoint (epoch, step, both optimizers' state, the schedule's position): BackupAndRestore,
@@ -458,8 +222,9 @@ def train(
     )
     with strategy.scope():
         model = build_model(options, len(class_names), steps_per_epoch)
-        if initialize is not None:
-            initialize(model.classifier)
+        started_from = (
+            initialize(model.classifier) if initialize is not None else "random initialisation"
+        )
     transform = transform_fn(tf_transform_output)
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(
@@ -502,7 +267,7 @@ def train(
             raise
         raise bad_data from None
     logs = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return TrainResult(model, logs, class_names, steps_per_epoch, train_examples)
+    return TrainResult(model, logs, class_names, steps_per_epoch, train_examples, started_from)
 
 
 def _ingest_options_json(train_files: list[str]) -> str:
@@ -515,10 +280,11 @@ def _ingest_options_json(train_files: list[str]) -> str:
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (GenericExecutor): train, then export the serving model."""
+    """TFX Trainer entry point (GenericExecutor): train on the run's window, then record how the
+    model came to be and export the serving model."""
     import tensorflow_transform as tft
 
-    from model import export, warm_start
+    from model import warm_start
 
     options = TrainOptions.from_json(fn_args.custom_config[OPTIONS_KEY])
     # The run's plan (components/spans.py TrainingPlan): the window of spans; None outside it.
@@ -545,13 +311,6 @@ def run_fn(fn_args) -> None:
     # The model being served (components/served_model.py); its folder is empty before the first
     # push, and then the pretrained checkpoint (or nothing) is the starting point.
     base_model = fn_args.base_model if versions.holds_saved_model(fn_args.base_model) else None
-    started_from = []
-
-    def initialize(classifier):
-        started_from.append(
-            warm_start.initialize(classifier, base_model, options.pretrained or None)
-        )
-
     result = train(
         options,
         train_files,
@@ -559,23 +318,14 @@ def run_fn(fn_args) -> None:
         tf_transform_output,
         fn_args.model_run_dir,
         strategy,
-        initialize,
+        lambda classifier: warm_start.initialize(
+            classifier, base_model, options.pretrained or None
+        ),
     )
     chief = is_chief(strategy)
+    record = None
     if chief:
-        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
-            json.dump(result.history, f, indent=1)
-        # On the Model artifact, beside Format-Serving/: how this model came to be.
-        record = {
-            "trained": True,
-            "started_from": started_from[0],
-            "options": dataclasses.asdict(options),
-            "class_names": result.class_names,
-            "train_examples": result.train_examples,
-            "final_epoch": {k: v[-1] for k, v in result.history.items()},
-            **_spans_record(plan),
-        }
-        _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
+        record = write_training_record(result, options, plan, fn_args.model_run_dir, model_dir)
     # Every worker saves (collective ops need all of them); only the chief's copy is the model.
     export_dir = (
         fn_args.serving_model_dir
@@ -584,6 +334,45 @@ def run_fn(fn_args) -> None:
             fn_args.model_run_dir, f"worker-export-{strategy.cluster_resolver.task_id}"
         )
     )
+    export_model(result, options, tf_transform_output, fn_args.train_files, export_dir, record)
+    if not chief:
+        # TFX's GenericExecutor fails any replica whose serving_model_dir is missing; only the
+        # chief's saved_model.pb in it is the model.
+        tf.io.gfile.makedirs(fn_args.serving_model_dir)
+
+
+def write_training_record(
+    result: TrainResult, options: TrainOptions, plan: dict | None, run_dir: str, model_dir: str
+) -> dict:
+    """history.json in the run directory (per-epoch metrics) and training.json on the Model
+    artifact, beside Format-Serving/: how this model came to be. Returns the record."""
+    _write_json(os.path.join(run_dir, HISTORY_FILE), result.history)
+    record = {
+        "trained": True,
+        "started_from": result.started_from,
+        "options": dataclasses.asdict(options),
+        "class_names": result.class_names,
+        "train_examples": result.train_examples,
+        "final_epoch": {k: v[-1] for k, v in result.history.items()},
+        **_spans_record(plan),
+    }
+    _write_json(os.path.join(model_dir, TRAINING_RECORD), record)
+    return record
+
+
+def export_model(
+    result: TrainResult,
+    options: TrainOptions,
+    tf_transform_output,
+    train_files,
+    export_dir: str,
+    record: dict | None,
+) -> None:
+    """The serving model (model/export.py) with the Transform graph, the class names and the
+    ingest settings; with the chief's `record`, also the record the next run's TrainingPlan
+    compares its window with (pushed with the model)."""
+    from model import export
+
     module = export.ServingModel(
         result.model.classifier,
         tf_transform_output.transform_features_layer(),
@@ -592,16 +381,12 @@ def run_fn(fn_args) -> None:
         options.image_size,
         options.serving_chunk,
         options.eval_views,
-        _ingest_options_json(fn_args.train_files),
+        _ingest_options_json(train_files),
     )
     export.save(module, export_dir)
-    if chief:  # pushed with the model: the next run's TrainingPlan compares its window with it
+    if record is not None:
         _write_json(os.path.join(export_dir, SERVED_RECORD), record)
     logging.info("exported the serving model to %s", export_dir)
-    if not chief:
-        # TFX's GenericExecutor fails any replica whose serving_model_dir is missing; only the
-        # chief's saved_model.pb in it is the model.
-        tf.io.gfile.makedirs(fn_args.serving_model_dir)
 
 
 def _patterns(patterns) -> list[str]:

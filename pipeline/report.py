@@ -14,6 +14,7 @@ import os
 
 from ml_metadata.metadata_store import metadata_store
 
+from model.options import HISTORY_FILE
 from pipeline import evaluation
 
 
@@ -114,11 +115,11 @@ def views_text(views: tuple[int, int] | None) -> str:
 
 def _evaluated_views(config: dict) -> tuple[int, int] | None:
     """(clips, crops) from the training record beside the evaluated model's Format-Serving."""
-    from model import train
+    from model.options import TRAINING_RECORD
 
     locations = config.get("modelLocations", {})
     location = locations.get("candidate") or next(iter(locations.values()), "")
-    record = os.path.join(os.path.dirname(location.rstrip("/")), train.TRAINING_RECORD)
+    record = os.path.join(os.path.dirname(location.rstrip("/")), TRAINING_RECORD)
     try:
         with open(record) as f:
             options = json.load(f)["options"]
@@ -222,7 +223,7 @@ def collect(metadata_path: str, since_id: int = 0) -> RunReport:
     model_run = run.newest("ModelRun")
     if model_run:
         report.model_run_dir = model_run.uri
-        history = os.path.join(model_run.uri, "history.json")
+        history = os.path.join(model_run.uri, HISTORY_FILE)
         if os.path.exists(history):
             with open(history) as f:
                 report.history = json.load(f)
@@ -230,9 +231,9 @@ def collect(metadata_path: str, since_id: int = 0) -> RunReport:
     if transform_graph:
         import tensorflow_transform as tft
 
-        from model import train
+        from model.inputs import read_class_names
 
-        report.class_names = train.read_class_names(tft.TFTransformOutput(transform_graph.uri))
+        report.class_names = read_class_names(tft.TFTransformOutput(transform_graph.uri))
     return report
 
 

@@ -28,6 +28,7 @@ def main(mode: str, graph: str, train_files: str, eval_files: str, out: str) -> 
     import tensorflow_transform as tft
 
     from model import train
+    from model.strategy import make_strategy
     from tests.helpers import tiny_train_options
 
     if mode == "mirrored":
@@ -39,7 +40,7 @@ def main(mode: str, graph: str, train_files: str, eval_files: str, out: str) -> 
         # 5 clips a replica: a global batch of 10 does not divide the training clips.
         options = tiny_train_options(epochs=3, batch_size=5, variant=VARIANT)
     else:
-        strategy = train.make_strategy("auto")  # TF_CONFIG names two workers
+        strategy = make_strategy("auto")  # TF_CONFIG names two workers
         options = tiny_train_options(epochs=2, batch_size=4, variant=VARIANT)
     result = train.train(
         options,

@@ -7,7 +7,8 @@ import tensorflow as tf
 from data import features as F
 from data import video
 from model import clip as clip_lib
-from model import preprocessing, train
+from model import preprocessing
+from model.inputs import DataError, data_error, make_dataset
 from model.options import TrainOptions
 
 
@@ -97,7 +98,7 @@ SPEC = {
 
 
 def _parse(record):
-    """Examples already in the Transform's output form (the pipeline's: train.transform_fn)."""
+    """Examples already in the Transform's output form (the pipeline's: transform_fn)."""
     return tf.io.parse_single_example(record, SPEC)
 
 
@@ -108,7 +109,7 @@ def test_a_clip_with_a_damaged_frame_is_skipped_and_named(tmp_path, capfd):
     path = tmp_path / "clips.tfrecord.gz"
     _write(path, [(good, 0, "v_good"), (damaged, 1, "v_damaged"), (good, 1, "v_good_2")])
     options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=16)
-    batches = list(train.make_dataset(str(path), _parse, options, 2, 8, training=False))
+    batches = list(make_dataset(str(path), _parse, options, 2, 8, training=False))
     assert sum(len(x) for x, _ in batches) == 2
     assert "v_damaged" in capfd.readouterr().err
 
@@ -119,13 +120,13 @@ def test_a_label_outside_the_class_list_stops_training_at_its_batch_naming_the_v
     path = tmp_path / "clips.tfrecord.gz"
     _write(path, [*good, (jpegs, preprocessing.UNKNOWN_LABEL, "v_Wave_g01_c01"), *good])
     options = TrainOptions(clip_frames=2, sampled_frames=4, image_size=8)
-    batches = iter(train.make_dataset(str(path), _parse, options, 3, 2, training=False))
+    batches = iter(make_dataset(str(path), _parse, options, 3, 2, training=False))
     assert [len(next(batches)[0]) for _ in range(2)] == [2, 2]  # the batches before it train
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         next(batches)
-    error = train.data_error(raised.value, 3)
-    assert isinstance(error, train.DataError) and str(error).startswith("v_Wave_g01_c01: ")
-    assert train.data_error(tf.errors.InvalidArgumentError(None, None, "other"), 3) is None
+    error = data_error(raised.value, 3)
+    assert isinstance(error, DataError) and str(error).startswith("v_Wave_g01_c01: ")
+    assert data_error(tf.errors.InvalidArgumentError(None, None, "other"), 3) is None
 
 
 def test_a_seeded_training_clip_is_the_same_whatever_runs_it():
@@ -155,7 +156,7 @@ def test_a_deterministic_training_stream_repeats_itself(tmp_path):
 
     def first_batches(seed):
         tf.keras.utils.set_random_seed(seed)
-        dataset = train.make_dataset(str(path), _parse, options, 2, 4, training=True)
+        dataset = make_dataset(str(path), _parse, options, 2, 4, training=True)
         return [x.numpy().tobytes() for x, _ in dataset.take(3)]
 
     assert first_batches(0) == first_batches(0)

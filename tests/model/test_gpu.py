@@ -34,6 +34,7 @@ import json, sys, traceback
 import numpy as np
 import tensorflow as tf
 from model import train
+from model.strategy import make_strategy
 from tests.helpers import tiny_train_options
 
 results = {}
@@ -53,11 +54,11 @@ def matmul():
                                                           / np.abs(reference).max())}
 
 def strategy():
-    s = train.make_strategy("auto")
+    s = make_strategy("auto")
     return {"replicas": s.num_replicas_in_sync, "devices": list(s.extended.worker_devices)}
 
 def train_step(precision):
-    s = train.make_strategy("auto")
+    s = make_strategy("auto")
     options = tiny_train_options(precision=precision, warmup_epochs=0.0)
     batch = options.batch_size * s.num_replicas_in_sync
     rng = np.random.default_rng(0)

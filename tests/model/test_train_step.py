@@ -8,6 +8,7 @@ import tf_keras as keras
 
 from model import train
 from model.options import TrainOptions
+from model.strategy import make_strategy
 
 OPTIONS = TrainOptions(
     variant="tiny_w4",
@@ -54,6 +55,6 @@ def test_a_trainer_that_needs_gpus_fails_at_start_saying_why():
 
     visible = len(tf.config.list_physical_devices("GPU"))
     with pytest.raises(RuntimeError, match=rf"{visible + 1} GPU\(s\) requested") as error:
-        train.make_strategy("auto", gpus=visible + 1)
+        make_strategy("auto", gpus=visible + 1)
     assert "make setup GPU=1" in str(error.value) and "--build-arg GPU=1" in str(error.value)
-    assert train.make_strategy("auto", gpus=visible).num_replicas_in_sync >= 1
+    assert make_strategy("auto", gpus=visible).num_replicas_in_sync >= 1

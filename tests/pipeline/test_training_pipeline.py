@@ -17,6 +17,7 @@ from components import served_model
 from data import features as F
 from data import synthetic
 from model import preprocessing, train
+from model.inputs import DataError, make_dataset, read_class_names, transform_fn
 from pipeline import report
 from tests.helpers import EVAL_VIEWS, PIPELINE_COMPONENTS, split_sizes, tiny_train_options
 
@@ -107,10 +108,10 @@ def test_no_skew_between_serving_and_the_trainers_eval_input(pipeline_run):
     (version,) = _versions(pipeline_run["serving_dir"])
     model = tf.saved_model.load(os.path.join(pipeline_run["serving_dir"], version))
     options = tiny_train_options()
-    transform = train.transform_fn(tft.TFTransformOutput(graph))
+    transform = transform_fn(tft.TFTransformOutput(graph))
     files = f"{split}/*"
     # The Trainer's eval input pipeline, exactly as fit() sees it, and the same records' ids.
-    clips = [x for x, _ in train.make_dataset(files, transform, options, 6, 16, training=False)]
+    clips = [x for x, _ in make_dataset(files, transform, options, 6, 16, training=False)]
     ids = [
         e[F.VIDEO_ID].decode()
         for e in tf.data.TFRecordDataset(sorted(glob.glob(files)), compression_type="GZIP")
@@ -130,7 +131,7 @@ def test_class_vocabulary_and_transformed_examples(pipeline_run):
 
     (graph,) = glob.glob(f"{pipeline_run['pipeline_root']}/Transform/transform_graph/*")
     output = tft.TFTransformOutput(graph)
-    assert train.read_class_names(output) == list(synthetic.SPEC.classes)
+    assert read_class_names(output) == list(synthetic.SPEC.classes)
     spec = output.transformed_feature_spec()
     assert spec[preprocessing.SAMPLED_FRAMES].shape == [tiny_train_options().sampled_frames]
     assert set(spec) == {preprocessing.SAMPLED_FRAMES, F.LABEL, F.VIDEO_ID}
@@ -176,7 +177,7 @@ def test_a_bad_label_stops_the_trainer_at_its_batch_naming_the_video(pipeline_ru
             for record in records:
                 writer.write(record)
     counts.write(str(tmp_path / "examples"), {"train": 12, "eval": 4})
-    with pytest.raises(train.DataError, match=rf"^{bad_id}: its label/label_name pair"):
+    with pytest.raises(DataError, match=rf"^{bad_id}: its label/label_name pair"):
         train.train(
             tiny_train_options(epochs=1, batch_size=4, variant="micro"),
             str(tmp_path / "examples" / "Split-train" / "*"),
