@@ -26,7 +26,7 @@ import tensorflow as tf
 from PIL import Image
 
 from benchmarks import results
-from data import ingest, synthetic, ucf101, video
+from data import ingest, synthetic, video, video_sets
 
 RESULTS = results.path("ingest_speed")
 DATA_DIR = Path(__file__).resolve().parents[1] / "generated" / "bench_ingest"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = DATA_DIR / size
     make_videos(data_root, SIZES[size])
     make_videos(DATA_DIR / "quick", SIZES["quick"])
-    records = ucf101.list_videos(str(data_root)).records
+    records = video_sets.list_videos(str(data_root)).records
     load_before = results.load_1min()  # the machine may be shared: record how busy it was
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     try:

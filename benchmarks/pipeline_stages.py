@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     for scale in [1] if args.quick else args.scales:
         clips = 1 if args.quick else 5 * scale
         data_root = ucf101_like.generate(args.data / f"{clips}-per-class", clips)
-        listing = ucf101_like.ucf101.list_videos(str(data_root), 1)
+        listing = ucf101_like.video_sets.list_videos(str(data_root), 1)
         log_path = args.work / f"run-{clips}-per-class.log"
         print(f"== {len(listing.records)} videos: {data_root}; log {log_path}", flush=True)
         args.work.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from data import synthetic, ucf101
+from data import synthetic, video_sets
 from pipeline import configs
 
 HEIGHT, WIDTH, FPS = 240, 320, 25
@@ -112,15 +112,17 @@ def generate(output: str | Path, clips_per_class: int = 5, processes: int = 2) -
     if marker.exists():
         return output
     shutil.rmtree(output, ignore_errors=True)
-    class_names = ucf101.read_class_index(configs.UCF101_CLASS_INDEX)
+    class_names = video_sets.read_class_index(configs.UCF101_CLASS_INDEX)
     listed = layout(class_names, clips_per_class)
     jobs = []
     for rel, label, _ in listed:
-        (output / ucf101.VIDEOS_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((str(output / ucf101.VIDEOS_DIR / rel), label - 1, zlib.crc32(rel.encode())))
+        (output / video_sets.VIDEOS_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+        jobs.append(
+            (str(output / video_sets.VIDEOS_DIR / rel), label - 1, zlib.crc32(rel.encode()))
+        )
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pool.map(_write, jobs, chunksize=4)
-    lists = output / ucf101.LISTS_DIR
+    lists = output / video_sets.LISTS_DIR
     lists.mkdir()
     shutil.copy(configs.UCF101_CLASS_INDEX, lists / "classInd.txt")
     for split, groups in TEST_GROUPS.items():
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args(argv)
     path = generate(args.output, args.clips_per_class, args.processes)
-    listing = ucf101.list_videos(str(path), 1)
+    listing = video_sets.list_videos(str(path), 1)
     print(
         f"{len(listing.records)} videos (train {len(listing.split('train'))}, eval "
         f"{len(listing.split('eval'))}) under {path}"

@@ -30,7 +30,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import spans as spans_lib
-from data import ingest, ucf101
+from data import ingest, video_sets
 from data import spans as span_folders
 
 UCF_SPLIT_KEY = "ucf_split"
@@ -92,7 +92,7 @@ class Executor(BaseExampleGenExecutor):
             examples.set_int_custom_property("reused", 1)
         else:
             self._ingest(examples, exec_properties)
-        examples.split_names = artifact_utils.encode_split_names(list(ucf101.SPLITS))
+        examples.split_names = artifact_utils.encode_split_names(list(video_sets.SPLITS))
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
@@ -124,13 +124,13 @@ def _ingested(exec_properties) -> list[int]:
     return [s["span"] for s in json.loads(value)["spans"]] if value else []
 
 
-def _listing(exec_properties, options: ingest.IngestOptions) -> ucf101.VideoListing:
+def _listing(exec_properties, options: ingest.IngestOptions) -> video_sets.VideoListing:
     """The videos to ingest: the spans given (labelled as every span is), or the data root."""
     data_root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     split = exec_properties[UCF_SPLIT_KEY]
     value = exec_properties.get(SPANS_KEY)
     if not value:
-        return ucf101.list_videos(data_root, split, options.eval_fraction)
+        return video_sets.list_videos(data_root, split, options.eval_fraction)
     every = span_folders.list_spans(data_root, exec_properties[SPAN_PATTERN_KEY])
     given = [span_folders.Span(s["span"], s["path"]) for s in json.loads(value)["spans"]]
     return span_folders.list_span_videos(given, every, split, options.eval_fraction)
@@ -170,7 +170,7 @@ class VideoExampleGen(FileBasedExampleGen):
         input_config = example_gen_pb2.Input(
             splits=[
                 example_gen_pb2.Input.Split(name=s, pattern=p)
-                for s, p in zip(ucf101.SPLITS, FINGERPRINT_PATTERNS, strict=True)
+                for s, p in zip(video_sets.SPLITS, FINGERPRINT_PATTERNS, strict=True)
             ]
         )
         spec = VideoExampleGenSpec(

@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data import counts, example_proto, ingest_options, ucf101, video
+from data import counts, example_proto, ingest_options, video, video_sets
 from data import features as F
 from data.ingest_options import IngestOptions
 from data.options import add_flags, from_flags
@@ -50,7 +50,9 @@ class IngestSummary:
         return f"{self.listed} videos listed: {good} written, {len(self.bad)} unusable"
 
 
-def to_example(record: ucf101.VideoRecord, clip: video.DecodedVideo, jpeg_quality: int) -> bytes:
+def to_example(
+    record: video_sets.VideoRecord, clip: video.DecodedVideo, jpeg_quality: int
+) -> bytes:
     """A serialized tf.train.Example of one decoded video (features: data/features.py)."""
     jpegs: dict[int, bytes] = {}  # a frame held over several grid times is encoded once
     for frame in clip.frames:
@@ -82,7 +84,7 @@ class VideoToExample(beam.DoFn):
         self._frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "frames")
         self._bytes = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "example_bytes")
 
-    def process(self, record: ucf101.VideoRecord):
+    def process(self, record: video_sets.VideoRecord):
         reason = record.error
         if not reason:
             try:
@@ -115,7 +117,7 @@ class IngestVideos(beam.PTransform):
 
     def expand(self, records):
         return records | "Decode" >> beam.ParDo(VideoToExample(self._options)).with_outputs(
-            ERRORS, *ucf101.SPLITS
+            ERRORS, *video_sets.SPLITS
         )
 
 
@@ -127,13 +129,13 @@ def write_errors(errors, path: str):
     )
 
 
-def stored_order(records) -> list[ucf101.VideoRecord]:
+def stored_order(records) -> list[video_sets.VideoRecord]:
     """The records in a fixed pseudo-random order (by a hash of the video id): the order the
     examples are written in, so class after class never reaches the Trainer's shuffle buffer."""
     return sorted(records, key=lambda r: hashlib.sha256(r.video_id.encode()).digest())
 
 
-def add_ingest(pipeline, listing: ucf101.VideoListing, options: IngestOptions, output: str):
+def add_ingest(pipeline, listing: video_sets.VideoListing, options: IngestOptions, output: str):
     """Adds listing -> `output`/Split-<split>/data_tfrecord-*.gz and `output`/errors.jsonl.
 
     Examples stream from decoding to the files: each Beam worker holds one decoded video at a
@@ -145,17 +147,17 @@ def add_ingest(pipeline, listing: ucf101.VideoListing, options: IngestOptions, o
         | "ListVideos" >> beam.Create(stored_order(listing.records))
         | "IngestVideos" >> IngestVideos(options)
     )
-    for name in ucf101.SPLITS:
+    for name in video_sets.SPLITS:
         _ = outputs[name] | f"Write[{name}]" >> beam.io.WriteToTFRecord(
             os.path.join(output, f"Split-{name}", EXAMPLES_FILE), file_name_suffix=".gz"
         )
     write_errors(outputs[ERRORS], os.path.join(output, ERRORS_FILE))
 
 
-def summarize(listing: ucf101.VideoListing, errors_path: str) -> IngestSummary:
+def summarize(listing: video_sets.VideoListing, errors_path: str) -> IngestSummary:
     with FileSystems.open(errors_path) as f:
         bad = [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
-    good = {s: len(listing.split(s)) - sum(b["split"] == s for b in bad) for s in ucf101.SPLITS}
+    good = {s: len(listing.split(s)) - sum(b["split"] == s for b in bad) for s in video_sets.SPLITS}
     return IngestSummary(len(listing.records), good, bad)
 
 
@@ -188,7 +190,7 @@ def run(
 ) -> IngestSummary:
     """Lists, decodes and writes; returns the summary (raises past max_bad_fraction)."""
     options = options or IngestOptions()
-    listing = ucf101.list_videos(data_root, split, options.eval_fraction)
+    listing = video_sets.list_videos(data_root, split, options.eval_fraction)
     report = os.path.join(output, ERRORS_FILE)
     pipeline = beam.Pipeline(
         options=PipelineOptions(list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args))
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)  # Beam's workers log every bundle at INFO
     try:
         summary = run(args.data_root, args.output, args.split, options, beam_args or None)
-    except (TooManyBadVideosError, ucf101.DataLayoutError) as error:
+    except (TooManyBadVideosError, video_sets.DataLayoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{summary}. Examples and {ERRORS_FILE} under {args.output}")

@@ -3,7 +3,7 @@
     <data-root>/span-0/<Class>/*.avi, <data-root>/span-1/<Class>/*.avi    pattern "span-{SPAN}"
     <data-root>/2026-11-30/UCF-101/..., .../ucfTrainTestlist/            pattern "{YYYY}-{MM}-{DD}"
 
-Each span is a data set of its own, in either layout data/ucf101.py lists. A data root in which
+Each span is a data set of its own, in either layout data/video_sets.py lists. A data root in which
 no folder matches the pattern is one span, number 0: UCF101 with its official lists, or a
 folder-per-class set. Dated spans are numbered as TFX numbers them: days since 1970-01-01. A
 pattern may name nested folders ("{YYYY}/{MM}/{DD}").
@@ -20,7 +20,7 @@ import hashlib
 import posixpath
 import re
 
-from data import storage, ucf101
+from data import storage, video_sets
 
 SPAN_SPEC = "{SPAN}"
 DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
@@ -37,7 +37,7 @@ class SpanLayoutError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Span:
     number: int
-    path: str  # the span's folder: a data root data/ucf101.py lists
+    path: str  # the span's folder: a data root data/video_sets.py lists
 
 
 def pattern_regex(pattern: str) -> re.Pattern:
@@ -82,7 +82,7 @@ def list_spans(data_root: str, pattern: str = DEFAULT_PATTERN) -> list[Span]:
     """The spans under `data_root`, by number; the root itself as span 0 when none matches."""
     root = data_root.rstrip("/")
     if not storage.isdir(root):
-        raise ucf101.DataLayoutError(f"data root {data_root!r} is not a directory")
+        raise video_sets.DataLayoutError(f"data root {data_root!r} is not a directory")
     regex = pattern_regex(pattern)
     found: dict[int, str] = {}
     for rel in _folders(root, pattern.count("/") + 1):
@@ -114,7 +114,7 @@ def fingerprint(span_path: str) -> str:
 def class_names_of(spans: list[Span]) -> tuple[str, ...] | None:
     """The classes every span is listed with: UCF101 layouts' common classInd (None: each
     span's own lists decide), else the sorted union of the spans' class folders."""
-    indices = {s.path: ucf101.class_index_of(s.path) for s in spans}
+    indices = {s.path: video_sets.class_index_of(s.path) for s in spans}
     if any(indices.values()):
         distinct = {names for names in indices.values()}
         if len(distinct) > 1:
@@ -125,7 +125,7 @@ def class_names_of(spans: list[Span]) -> tuple[str, ...] | None:
                 )
             )
         return None
-    return tuple(sorted({name for s in spans for name in ucf101.class_folders(s.path)}))
+    return tuple(sorted({name for s in spans for name in video_sets.class_folders(s.path)}))
 
 
 def list_span_videos(
@@ -133,15 +133,15 @@ def list_span_videos(
     all_spans: list[Span] | None = None,
     split: int = 1,
     eval_fraction: float = 0.3,
-) -> ucf101.VideoListing:
+) -> video_sets.VideoListing:
     """Every video of `spans`, one listing; labels from the classes of `all_spans` (default:
     `spans`), so a span that lacks a class numbers the others as every span does."""
     class_names = class_names_of(all_spans or spans)
-    listings = [ucf101.list_videos(s.path, split, eval_fraction, class_names) for s in spans]
+    listings = [video_sets.list_videos(s.path, split, eval_fraction, class_names) for s in spans]
     names = {listing.class_names for listing in listings}
     if len(names) > 1:
         raise SpanLayoutError(f"spans {[s.number for s in spans]} list different classes")
-    return ucf101.VideoListing(
+    return video_sets.VideoListing(
         listings[0].class_names,
         tuple(r for listing in listings for r in listing.records),
         listings[0].layout,

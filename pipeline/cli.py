@@ -108,15 +108,15 @@ def _views(text: str) -> tuple[int, int]:
 
 def default_schema(data_root: str) -> str | None:
     """UCF101's curated schema for an official UCF101 root; None (infer) for other sets."""
-    from data import ucf101
+    from data import video_sets
 
     if "://" in data_root:  # a bucket: not looked into at compile time; pass --schema
         return None
     try:
-        classes = ucf101.class_index_of(data_root)
-    except (ucf101.DataLayoutError, OSError):
+        classes = video_sets.class_index_of(data_root)
+    except (video_sets.DataLayoutError, OSError):
         return None  # not readable from here (e.g. a bucket at compile time): infer
-    official = ucf101.read_class_index(configs.UCF101_CLASS_INDEX)
+    official = video_sets.read_class_index(configs.UCF101_CLASS_INDEX)
     return configs.UCF101_SCHEMA if classes == official else None
 
 

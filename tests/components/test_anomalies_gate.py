@@ -3,6 +3,7 @@ named; with the override the same run goes on (validation reused from the cache)
 compiles for Kubeflow Pipelines v2."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +16,12 @@ from tfx.orchestration import metadata
 from components.anomalies_gate import AnomaliesGate, DataAnomaliesError
 from components.video_example_gen import VideoExampleGen
 from data import synthetic
+from pipeline import configs
 from tests.data.test_ingest import IN_PROCESS
-from tests.data.test_ucf101 import UCF101_SCHEMA_DIR
 
 pytestmark = pytest.mark.slow  # runs TFX components
 
-SCHEMA = str(UCF101_SCHEMA_DIR / "schema.pbtxt")
+SCHEMA = configs.UCF101_SCHEMA
 CLASSES = ("ApplyEyeMakeup", "YoYo", "Juggle")  # Juggle: not one of UCF101's 101 classes
 
 
@@ -28,7 +29,7 @@ def _mini_ucf101(root):
     """UCF101's layout and official classInd plus a 102nd class; 3 clips of 3 classes."""
     videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
     lists.mkdir(parents=True)
-    class_index = (UCF101_SCHEMA_DIR / "classInd.txt").read_bytes() + b"102 Juggle\r\n"
+    class_index = Path(configs.UCF101_CLASS_INDEX).read_bytes() + b"102 Juggle\r\n"
     (lists / "classInd.txt").write_bytes(class_index)
     label_of = {line.split()[1]: line.split()[0] for line in class_index.decode().splitlines()}
     frames = np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)

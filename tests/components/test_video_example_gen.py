@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.video_example_gen import Executor, VideoExampleGen
-from data import ingest, synthetic, ucf101
+from data import ingest, synthetic, video_sets
 from tests.data.test_ingest import IN_PROCESS, read_examples, value
 
 pytestmark = pytest.mark.slow  # runs TFX components
@@ -34,7 +34,7 @@ def test_splits_and_error_report_inside_the_artifact(broken_root, tmp_path):
     root, bad = broken_root
     examples = _run_executor(root, tmp_path, ingest.IngestOptions(max_bad_fraction=0.5))
     assert examples.split_names == '["train", "eval"]'
-    listing = ucf101.list_videos(str(root), 1)
+    listing = video_sets.list_videos(str(root), 1)
     for split in ("train", "eval"):
         ids = {
             value(e["video_id"])[0].decode()
@@ -42,14 +42,14 @@ def test_splits_and_error_report_inside_the_artifact(broken_root, tmp_path):
         }
         assert ids == {r.video_id for r in listing.split(split)} - set(bad)
     lines = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
-    assert sorted(ucf101.stem(x["path"]) for x in lines) == sorted(bad)
+    assert sorted(video_sets.stem(x["path"]) for x in lines) == sorted(bad)
     assert examples.get_int_custom_property("num_bad_videos") == len(bad)
     assert examples.get_int_custom_property("num_listed_videos") == len(listing.records)
 
 
 def test_fails_past_the_bad_fraction_naming_the_report(broken_root, tmp_path):
     root, bad = broken_root
-    listed = len(ucf101.list_videos(str(root), 1).records)
+    listed = len(video_sets.list_videos(str(root), 1).records)
     options = ingest.IngestOptions(max_bad_fraction=(len(bad) - 0.5) / listed)  # just under
     with pytest.raises(ingest.TooManyBadVideosError, match=r"errors\.jsonl"):
         _run_executor(root, tmp_path, options)
@@ -131,7 +131,7 @@ def test_ingests_only_the_spans_given_and_hands_on_registered_ones(tmp_path):
 
     examples, uri = run(tmp_path / "first")
     assert uri == examples.uri == str(tmp_path / "first")
-    listing = ucf101.list_videos(str(data / "span-1"), 1)
+    listing = video_sets.list_videos(str(data / "span-1"), 1)
     ids = {value(e["video_id"])[0].decode() for e in read_examples(tmp_path / "first/Split-*/*.gz")}
     assert ids == {r.video_id for r in listing.records} and len(ids) == 12
     paths = {value(e["label_name"])[0].decode() for e in read_examples(tmp_path / "first/*/*.gz")}

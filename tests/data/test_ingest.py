@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import ingest, synthetic, ucf101, video
+from data import ingest, synthetic, video, video_sets
 from tests.data import timed_videos
 
 IN_PROCESS = ["--direct_running_mode=in_memory"]  # tests: no worker start-up per run
@@ -42,7 +42,7 @@ def cli_output(synthetic_root, tmp_path_factory):
 
 def test_cli_writes_splits_and_an_empty_error_report(cli_output, synthetic_root):
     assert (cli_output / "errors.jsonl").read_text() == ""
-    listing = ucf101.list_videos(str(synthetic_root), split=2)
+    listing = video_sets.list_videos(str(synthetic_root), split=2)
     for split in ("train", "eval"):
         examples = read_examples(cli_output / f"Split-{split}" / "*.gz")
         got = {value(e["video_id"])[0].decode(): e for e in examples}
@@ -91,9 +91,9 @@ def test_bad_inputs_are_reported_counted_and_the_good_all_arrive(broken_root, tm
     root, bad = broken_root
     options = ingest.IngestOptions(max_bad_fraction=0.5)
     summary = ingest.run(str(root), str(tmp_path), 1, options, IN_PROCESS)
-    listing = ucf101.list_videos(str(root), 1)
+    listing = video_sets.list_videos(str(root), 1)
     lines = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
-    reported = {ucf101.stem(line["path"]): line for line in lines}
+    reported = {video_sets.stem(line["path"]): line for line in lines}
     assert len(lines) == len(reported) == len(bad)
     for video_id, reason in bad.items():
         assert reported[video_id]["reason"].startswith(reason), reported[video_id]
@@ -113,7 +113,7 @@ def test_bad_inputs_are_reported_counted_and_the_good_all_arrive(broken_root, tm
 
 def test_too_many_bad_videos_fail_the_run_with_the_report(broken_root, tmp_path):
     root, bad = broken_root
-    listed = len(ucf101.list_videos(str(root), 1).records)
+    listed = len(video_sets.list_videos(str(root), 1).records)
     options = ingest.IngestOptions(max_bad_fraction=(len(bad) - 0.5) / listed)  # just under
     with pytest.raises(
         ingest.TooManyBadVideosError,
@@ -158,7 +158,9 @@ def test_timed_videos_arrive_and_their_cut_copies_are_reported(timed_folder, tmp
         (root / "Cut" / name).write_bytes(data[: len(data) // 2])
     options = ingest.IngestOptions(max_bad_fraction=0.5)
     summary = ingest.run(str(root), str(tmp_path / "out"), options=options, beam_args=IN_PROCESS)
-    examples = [e for s in ucf101.SPLITS for e in read_examples(tmp_path / "out" / f"Split-{s}/*")]
+    examples = [
+        e for s in video_sets.SPLITS for e in read_examples(tmp_path / "out" / f"Split-{s}/*")
+    ]
     assert sorted(value(e["label_name"])[0] for e in examples) == [b"Good"] * 3
     for e in examples:
         name = next(n for n in timed_videos.TIMED if n.startswith(value(e["video_id"])[0].decode()))
@@ -167,8 +169,8 @@ def test_timed_videos_arrive_and_their_cut_copies_are_reported(timed_folder, tmp
         assert [timed_videos.source_index(f) for f in frames] == sources, name
         assert value(e["num_frames"]) == len(sources)
         assert value(e["time_step"]) == pytest.approx(float(step))
-    assert sorted(ucf101.stem(b["path"]) for b in summary.bad) == sorted(
-        ucf101.stem(n) for n in timed_videos.TIMED
+    assert sorted(video_sets.stem(b["path"]) for b in summary.bad) == sorted(
+        video_sets.stem(n) for n in timed_videos.TIMED
     )
     assert all(b["path"].split("/")[-2] == "Cut" for b in summary.bad)
     assert all(b["reason"].startswith("truncated: data ends at") for b in summary.bad)
@@ -176,7 +178,7 @@ def test_timed_videos_arrive_and_their_cut_copies_are_reported(timed_folder, tmp
 
 
 def test_beam_workers_need_no_tensorflow():
-    """Workers unpickle data.ingest and data.ucf101 records: importing them must stay light."""
+    """Workers unpickle data.ingest and data.video_sets records: importing them must stay light."""
     import subprocess
     import sys
 

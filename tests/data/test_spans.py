@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from data import spans, ucf101
+from data import spans, video_sets
 
 
 def _videos(root, names):
@@ -87,7 +87,7 @@ def test_ucf101_spans_keep_their_lists_and_must_agree(synthetic_root, tmp_path):
     found = spans.list_spans(str(tmp_path))
     listing = spans.list_span_videos(found[1:], all_spans=found)
     assert listing.layout == "ucf101"
-    assert listing == ucf101.list_videos(f"{tmp_path}/span-1")
+    assert listing == video_sets.list_videos(f"{tmp_path}/span-1")
     with open(tmp_path / "span-0" / "ucfTrainTestlist" / "classInd.txt", "a") as f:
         f.write("7 Wave\r\n")
     with pytest.raises(spans.SpanLayoutError, match="disagree on the classes"):

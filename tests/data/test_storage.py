@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data import storage, ucf101, video
+from data import storage, video, video_sets
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_videos_listed_and_decoded_from_s3(bucket, synthetic_root, s3_env):
             s3_env.upload_file(
                 str(local / class_name / name), "store-test", f"v/{class_name}/{name}"
             )
-    listing = ucf101.list_videos(f"{bucket}/v")
+    listing = video_sets.list_videos(f"{bucket}/v")
     assert listing.layout == "folders" and listing.class_names == ("ShiftLeft", "ShiftRight")
     assert len(listing.records) == 4 and not any(r.error for r in listing.records)
     remote = video.decode_video(f"{bucket}/v/ShiftRight/v_ShiftRight_g02_c01.avi")

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from data import synthetic, ucf101
+from data import synthetic, video_sets
 
 SPEC = synthetic.SPEC
 
@@ -14,7 +14,7 @@ def test_layout_is_ucf101s(synthetic_root):
     assert sorted(p.name for p in lists.iterdir()) == sorted(
         ["classInd.txt"] + [f"{k}list0{s}.txt" for k in ("train", "test") for s in (1, 2, 3)]
     )
-    assert ucf101.read_class_index(str(lists / "classInd.txt")) == SPEC.classes
+    assert video_sets.read_class_index(str(lists / "classInd.txt")) == SPEC.classes
     files = sorted((synthetic_root / "UCF-101").glob("*/*"))
     assert len(files) == SPEC.num_videos
     for f in files:

@@ -86,12 +86,12 @@ def test_the_first_run_ingests_span_0_and_pushes_its_model(runs):
 
 
 def test_the_second_run_ingests_only_the_new_span_and_trains_from_the_served_model(runs):
-    from data import ucf101
+    from data import video_sets
 
     second = runs[1]["report"]
     assert second.ingested == [1] and second.ingestion == "new"
     examples = runs[1]["registry"][1]["examples"]
-    span_1 = ucf101.list_videos(os.path.join(runs[1]["data_root"], "span-1"), 1)
+    span_1 = video_sets.list_videos(os.path.join(runs[1]["data_root"], "span-1"), 1)
     assert _examples_ids(examples) == {r.video_id for r in span_1.records}  # span 1 only
     assert runs[1]["registry"][0]["examples"] != examples  # span 0 stays where run 1 put it
     # Trained on both spans, span 0 read where the first run stored it, from the served model.

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data import synthetic, ucf101
+from data import synthetic, video_sets
 
 SPEC = synthetic.SPEC
 
@@ -16,7 +16,7 @@ def _list_file(root, name):
 
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_ucf101_splits_follow_the_list_files(synthetic_root, split):
-    listing = ucf101.list_videos(str(synthetic_root), split)
+    listing = video_sets.list_videos(str(synthetic_root), split)
     assert listing.layout == "ucf101" and listing.class_names == SPEC.classes
     train = [line.split() for line in _list_file(synthetic_root, f"trainlist0{split}.txt") if line]
     test = [line for line in _list_file(synthetic_root, f"testlist0{split}.txt") if line]
@@ -32,14 +32,14 @@ def test_ucf101_splits_follow_the_list_files(synthetic_root, split):
 
 
 def test_root_may_be_the_videos_folder_with_lists_beside_it(synthetic_root):
-    from_top = ucf101.list_videos(str(synthetic_root))
-    from_videos = ucf101.list_videos(str(synthetic_root / "UCF-101"))
+    from_top = video_sets.list_videos(str(synthetic_root))
+    from_videos = video_sets.list_videos(str(synthetic_root / "UCF-101"))
     assert from_videos == from_top
 
 
 def test_listing_problems_stay_with_their_record(broken_root):
     root, bad = broken_root
-    records = {r.video_id: r for r in ucf101.list_videos(str(root), 1).records}
+    records = {r.video_id: r for r in video_sets.list_videos(str(root), 1).records}
     assert records["v_ShiftLeft_g03_c01"].error == "listed file is missing"
     assert records["v_Juggle_g03_c01"].error == "class 'Juggle' is not in classInd.txt"
     assert records["v_Juggle_g03_c01"].label == -1
@@ -53,7 +53,7 @@ def test_list_case_differences_are_tolerated(synthetic_root, tmp_path):
     folder = root / "UCF-101" / "PulseFast"
     for f in folder.iterdir():
         f.rename(folder / f.name.replace("PulseFast", "Pulsefast"))
-    listing = ucf101.list_videos(str(root))
+    listing = video_sets.list_videos(str(root))
     assert not any(r.error for r in listing.records)
     assert all(
         r.path.endswith(f"v_Pulsefast_{r.video_id[12:]}.avi")
@@ -63,9 +63,9 @@ def test_list_case_differences_are_tolerated(synthetic_root, tmp_path):
 
 
 def test_group_of():
-    assert ucf101.group_of("v_ApplyEyeMakeup_g08_c01") == "v_ApplyEyeMakeup_g08"
-    assert ucf101.group_of("my_cat_g2_c10") == "my_cat_g2"
-    assert ucf101.group_of("April_09_brush_hair_u_nm_np1_ba_goo_0") == (
+    assert video_sets.group_of("v_ApplyEyeMakeup_g08_c01") == "v_ApplyEyeMakeup_g08"
+    assert video_sets.group_of("my_cat_g2_c10") == "my_cat_g2"
+    assert video_sets.group_of("April_09_brush_hair_u_nm_np1_ba_goo_0") == (
         "April_09_brush_hair_u_nm_np1_ba_goo_0"
     )
 
@@ -83,7 +83,7 @@ def folder_root(synthetic_root, tmp_path_factory):
 
 
 def test_folder_sets_split_by_group_hash(folder_root):
-    listing = ucf101.list_videos(str(folder_root), eval_fraction=0.3)
+    listing = video_sets.list_videos(str(folder_root), eval_fraction=0.3)
     assert listing.layout == "folders" and listing.class_names == tuple(sorted(SPEC.classes))
     assert len(listing.records) == SPEC.num_videos + 10  # notes.txt is not a video
     train = {r.group for r in listing.split("train")}
@@ -92,16 +92,16 @@ def test_folder_sets_split_by_group_hash(folder_root):
     assert 0.1 < len(held) / len(train | held) < 0.5
     for r in listing.records:
         assert r.label == listing.class_names.index(r.label_name)
-        assert r.split == ucf101.hash_split(f"{r.label_name}/{r.group}", 0.3)
+        assert r.split == video_sets.hash_split(f"{r.label_name}/{r.group}", 0.3)
     # Stable: the same choice on every call (sha256, not Python's salted hash()).
-    assert ucf101.list_videos(str(folder_root), eval_fraction=0.3) == listing
+    assert video_sets.list_videos(str(folder_root), eval_fraction=0.3) == listing
 
 
 def test_not_a_data_root(tmp_path):
-    with pytest.raises(ucf101.DataLayoutError, match="not a directory"):
-        ucf101.list_videos(str(tmp_path / "nowhere"))
-    with pytest.raises(ucf101.DataLayoutError, match="no class folders"):
-        ucf101.list_videos(str(tmp_path))
+    with pytest.raises(video_sets.DataLayoutError, match="not a directory"):
+        video_sets.list_videos(str(tmp_path / "nowhere"))
+    with pytest.raises(video_sets.DataLayoutError, match="no class folders"):
+        video_sets.list_videos(str(tmp_path))
 
 
 UCF101_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "pipeline" / "schema" / "ucf101"
@@ -115,7 +115,7 @@ def test_official_class_list_and_curated_schema_agree():
     from data import features as F
     from data import ingest
 
-    classes = ucf101.read_class_index(str(UCF101_SCHEMA_DIR / "classInd.txt"))
+    classes = video_sets.read_class_index(str(UCF101_SCHEMA_DIR / "classInd.txt"))
     assert len(classes) == len(set(classes)) == 101
     assert classes[0] == "ApplyEyeMakeup" and classes[36] == "HandstandPushups"
     assert classes[-1] == "YoYo" and list(classes) == sorted(classes, key=str.lower)
@@ -134,6 +134,6 @@ def test_official_class_list_and_curated_schema_agree():
 
 
 def test_class_index_of_tells_ucf101_roots_from_folder_sets(synthetic_root, tmp_path):
-    assert ucf101.class_index_of(str(synthetic_root)) == SPEC.classes
+    assert video_sets.class_index_of(str(synthetic_root)) == SPEC.classes
     (tmp_path / "Wave").mkdir()
-    assert ucf101.class_index_of(str(tmp_path)) is None
+    assert video_sets.class_index_of(str(tmp_path)) is None
