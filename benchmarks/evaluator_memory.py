@@ -27,6 +27,7 @@ import time
 
 from benchmarks import results
 from benchmarks.train_memory import status_mib
+from model import keras_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = 4
@@ -120,7 +121,7 @@ def analyze_transform(output_dir: str, temp_dir: str, sampled_frames: int) -> No
 
 def prepare(work: str, examples: int, frames: int, size: int, chunks: list[int]) -> dict:
     """Examples, the Transform graph and one exported ServingModel per chunk size, in work."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    keras_env.use_tf_keras()
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -172,7 +173,7 @@ def _record_batches(batches: dict[str, list[int]]) -> None:
 def evaluate(work: str, chunk: int, batch: int) -> dict:
     """TFMA as the Evaluator runs it; batch 0: tfx_bsl's adaptive batches (1 up to 1000), else
     every batch exactly `batch` examples (what a large eval split reaches)."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    keras_env.use_tf_keras()
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
     from tfx_bsl.public.tfxio import TFExampleRecord
@@ -222,7 +223,7 @@ def evaluate(work: str, chunk: int, batch: int) -> dict:
 
 
 def _run_child(args: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = keras_env.child_env(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, "-m", "benchmarks.evaluator_memory", *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from benchmarks import results
+from model import keras_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (T, S, L): the embedded set's clip and the real-size tiny run's (--clip-frames 8
@@ -34,7 +35,7 @@ VIDEOS = 8
 
 
 def measure(work: str, frames: int, size: int, sampled: int, videos: int) -> dict:
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    keras_env.use_tf_keras()
     import numpy as np
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         # A process that ran a tf.Transform analysis in Beam crashes in its final garbage
         # collection (SIGSEGV at exit, measured with this lock); the results are out by now.
         os._exit(0)
-    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = keras_env.child_env(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     runs = {}
     for name in ["embedded"] if args.quick else list(SIZES):
         command = [sys.executable, "-m", "benchmarks.export_speed", "--child", name]

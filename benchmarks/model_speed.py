@@ -30,6 +30,7 @@ import time
 
 from benchmarks import results
 from benchmarks.train_memory import status_mib
+from model import keras_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 400
@@ -122,7 +123,7 @@ def _run_child(framework: str, args) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.model_speed", "--child", framework]
     cmd += ["--shape", args.shape, "--threads", str(args.threads), "--repeats", str(args.repeats)]
     cmd += ["--config", args.config] + (["--xla-forward"] if args.xla_forward else [])
-    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = keras_env.child_env(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     env["OMP_NUM_THREADS"] = str(args.threads)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     result = None

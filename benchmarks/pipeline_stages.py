@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import results, ucf101_like
+from model import keras_env
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = results.path("pipeline_stages")
@@ -122,7 +122,7 @@ def run_once(data_root: Path, work: Path, log, stop_after: str | None = None) ->
         str(work / "serving"),
         *TRAINING_FLAGS,
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_USE_LEGACY_KERAS="1")
+    env = keras_env.child_env(PYTHONPATH=str(REPO))
     started = time.time()
     proc = subprocess.Popen(
         command,

@@ -37,8 +37,9 @@ import time
 import urllib.request
 
 from benchmarks import results
+from model import keras_env
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+keras_env.use_tf_keras()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks import results
+from model import keras_env
 
 RESULTS = results.path("statistics_options")
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def measure(variant: str, examples_uri: str, schema_path: str) -> dict:
     from benchmarks.pipeline_stages import _tree_memory
 
     output = tempfile.mkdtemp(prefix=f"stats-{variant}-")
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_USE_LEGACY_KERAS="1")
+    env = keras_env.child_env(PYTHONPATH=str(REPO))
     load = results.load_1min()
     start = time.perf_counter()
     proc = subprocess.Popen(

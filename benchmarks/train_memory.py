@@ -28,6 +28,7 @@ import sys
 import time
 
 from benchmarks import results
+from model import keras_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("tf", "torch", "tf_recompute")
@@ -120,7 +121,7 @@ def child(config: str, shape: tuple[int, ...], threads: int, steps: int) -> dict
 def _run_child(config: str, args) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.train_memory", "--child", config]
     cmd += ["--shape", args.shape, "--threads", str(args.threads), "--steps", str(args.steps)]
-    env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = keras_env.child_env(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     env["OMP_NUM_THREADS"] = str(args.threads)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     result = None

@@ -5,14 +5,16 @@ Set before anything imports TensorFlow, exactly as the Makefile and the runners 
 
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf.keras == tf_keras (Keras 2), as TFT and TFMA need.
+from model import keras_env
+
+keras_env.use_tf_keras()  # tf.keras == tf_keras (Keras 2), as TFT and TFMA need
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.helpers import (
+from tests.helpers import (  # noqa: E402
     run_pipeline,
     small_spec,
     tiny_train_options,

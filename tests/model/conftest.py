@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model import keras_env
 from tests.model import torch_reference
 from tests.model.helpers import NUM_CLASSES, TINY_CLASSES, TINY_SHAPE
 
@@ -89,7 +90,7 @@ def tiny_converted(tiny_checkpoints, tmp_path_factory):
         outs[f"{fmt}_npz"] = str(root / f"{fmt}.npz")
         reads.append((tiny_checkpoints[fmt], outs[f"{fmt}_npz"]))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=repo, TF_USE_LEGACY_KERAS="1")
+    env = keras_env.child_env(PYTHONPATH=repo)
     subprocess.run(
         [sys.executable, "-c", _WITHOUT_TORCH.format(jobs=jobs, reads=reads)],
         env=env,

@@ -10,7 +10,9 @@ the history, the step count and a digest of the final weights to OUT.json.
 
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+from model import keras_env
+
+keras_env.use_tf_keras()
 
 import hashlib  # noqa: E402
 import json  # noqa: E402

@@ -4,9 +4,9 @@ Logical CPU devices must be configured before TensorFlow initialises, so this ca
 pytest process (see test_distributed.py). Prints 'OK <loss>' on success.
 """
 
-import os
+from model import keras_env
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+keras_env.use_tf_keras()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

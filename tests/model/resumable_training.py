@@ -6,9 +6,9 @@ The test kills it (SIGKILL) mid-training and starts it again on the same RUN_DIR
 the steps this process ran, both optimizers' iteration counters and the epochs it logged.
 """
 
-import os
+from model import keras_env
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+keras_env.use_tf_keras()
 
 import json  # noqa: E402
 import sys  # noqa: E402

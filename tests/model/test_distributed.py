@@ -10,10 +10,11 @@ import sys
 
 import pytest
 
+from model import keras_env
 from tests.helpers import free_ports, split_sizes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+ENV = keras_env.child_env(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def test_mirrored_strategy_train_step():

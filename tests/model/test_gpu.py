@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from model import keras_env
+
 
 def _nvidia_gpus() -> list[str]:
     if not shutil.which("nvidia-smi"):
@@ -91,7 +93,7 @@ print("RESULTS " + json.dumps(results))
 def child():
     """What TensorFlow does with the GPU in a fresh process (TF_CONFIG unset: one worker)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1")
+    env.update(PYTHONPATH=REPO, **keras_env.ENV)
     run = subprocess.run(
         [sys.executable, "-c", _CHILD, *PRECISIONS],
         env=env,

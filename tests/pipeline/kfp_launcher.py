@@ -78,9 +78,11 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
+from model import keras_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The image's environment (Dockerfile ENV) beyond the interpreter.
-IMAGE_ENV = {"PYTHONPATH": str(REPO_ROOT), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+IMAGE_ENV = {"PYTHONPATH": str(REPO_ROOT), **keras_env.ENV, "TF_CPP_MIN_LOG_LEVEL": "2"}
 SCHEMA_VERSIONS = ("2.0.0", "2.1.0")  # what KFP 2.x's backend reads
 BACKENDS = ("kfp", "vertex")
 NEWEST = "2.17.0"

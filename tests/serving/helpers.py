@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 
+from model import keras_env
+
 MODEL_NAME = "video_swin"
 
 
@@ -51,7 +53,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_USE_LEGACY_KERAS="1")
+        env = keras_env.child_env(PYTHONPATH=REPO_ROOT)
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [
