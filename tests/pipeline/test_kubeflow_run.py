@@ -4,7 +4,6 @@ as Kubeflow Pipelines' open-source backend would run it, ends with a pushed mode
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -16,6 +15,7 @@ from google.protobuf import json_format, text_format
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tests.helpers import tiny_spec
 from tests.pipeline import kfp_launcher
 
 
@@ -24,16 +24,7 @@ def tiny_root(tmp_path_factory):
     """12 real .avi clips: 2 of the embedded classes, 3 groups (split 1: 8 train, 4 eval)."""
     from data import synthetic
 
-    spec = dataclasses.replace(
-        synthetic.SPEC,
-        classes=("ShiftLeft", "ShiftRight"),
-        groups=3,
-        clips_per_group=2,
-        num_frames=16,
-        height=32,
-        width=32,
-    )
-    return synthetic.generate(tmp_path_factory.mktemp("kfp") / "data", 0, spec)
+    return synthetic.generate(tmp_path_factory.mktemp("kfp") / "data", 0, tiny_spec())
 
 
 def _compile(tmp_path, root, data_root, serving, *flags) -> pathlib.Path:
