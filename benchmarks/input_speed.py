@@ -3,7 +3,7 @@
     python -m benchmarks.input_speed [--quick] [--clips 64] [--frames 32] [--size 224]
 
 Builds transformed examples as the Transform writes them (L = 2T JPEG strings of 320x240
-camera-like frames, UCF101's size) and times model/train.py's make_dataset: training mode
+camera-like frames, UCF101's size) and times model/inputs.py's make_dataset: training mode
 (random offset, random resized crop decoded with decode_and_crop_jpeg, flip, resize to S, uint8)
 and evaluation mode (centre clip and crop). The model never waits on data when clips/s exceeds
 the training step's clips/s (benchmarks/results/model_speed.json, if present, is read for it).

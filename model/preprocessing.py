@@ -12,7 +12,7 @@ The Trainer then takes T consecutive frames of the L: anywhere in training, the 
 evaluation (model/clip.py).
 
 The class list is an analyzer over the training split: the vocabulary `classes` of
-"<label>:<label_name>" pairs (model/train.py reads it back in label order). An example whose pair
+"<label>:<label_name>" pairs (model/inputs.py reads it back in label order). An example whose pair
 is not in it (a class the training split lacks, a label that disagrees with its name) gets label
 -1, and the Trainer, which runs this graph on the raw examples as it reads them, stops at that
 example's batch, naming its video_id. (A tf.debugging.Assert here would also run while the
