@@ -152,3 +152,24 @@ def copy_with_new_class(source, data_root, new="Wave", like="ShiftUp"):
             else:
                 train.write(f"{new}/{f.name} 7\r\n")
     return data_root
+
+
+class LoopbackServer:
+    """A stand-in's HTTP server on 127.0.0.1 (a free port), served from a background thread while
+    the stand-in is used as a context manager: `with StandIn(...) as api: ... api.url ...`."""
+
+    def _listen(self, handler) -> None:
+        import http.server
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -21,7 +20,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components import tfjob_trainer as tj
 from model.options import OPTIONS_KEY
-from tests.helpers import free_ports, tiny_train_options
+from tests.helpers import LoopbackServer, free_ports, tiny_train_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/?]+))?")
@@ -77,7 +76,7 @@ def unschedulable(job):
     ]
 
 
-class KubeStandIn:
+class KubeStandIn(LoopbackServer):
     """The paths of a Kubernetes API server on 127.0.0.1 that the TFJob Trainer uses: TFJob
     create, get and delete, and the list of a job's pods; each allowed only as far as the Role
     in deploy/tfjob-rbac.yaml (`rules`) lets the launcher pod, else 403 as RBAC answers.
@@ -125,16 +124,10 @@ class KubeStandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
+        self._listen(Handler)
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)
         for proc, log in self.replicas.values():
             if proc.poll() is None:
                 proc.kill()

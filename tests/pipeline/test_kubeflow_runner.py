@@ -5,7 +5,6 @@ compiled spec is run for real in test_kubeflow_run.py."""
 import http.server
 import json
 import os
-import threading
 import urllib.parse
 
 import kfp.client
@@ -22,6 +21,7 @@ from components import tfjob_trainer
 from model.options import OPTIONS_KEY, TrainOptions
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
+from tests.helpers import LoopbackServer
 
 BEAM_STEPS = ("VideoExampleGen", "StatisticsGen", "Transform", "Evaluator")
 # The steps whose pods hold UCF101-size artifacts: they read or write examples.
@@ -297,7 +297,7 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
-class KfpApiStandIn:
+class KfpApiStandIn(LoopbackServer):
     """Kubeflow Pipelines' API server on 127.0.0.1: the v2beta1 REST calls kfp.Client 2.13 makes
     to create a run or a recurring run, behind Kubeflow's gateway. Written from kubeflow/pipelines
     2.17.0 (the same since 2.0.0):
@@ -336,16 +336,7 @@ class KfpApiStandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._listen(Handler)
 
     def posted(self, path):
         return [body for method, p, body, _ in self.requests if method == "POST" and p == path]
