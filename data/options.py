@@ -30,14 +30,17 @@ class JsonOptions:
         return cls(**json.loads(text))
 
 
-def _flag_type(cls, field: dataclasses.Field) -> tuple[type, bool]:
-    """(the flag's type, whether None is allowed) from the field's annotation."""
-    hint = typing.get_type_hints(cls)[field.name]
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-        (inner,) = [a for a in args if a is not type(None)]
-        return inner, True
-    return hint, False
+def _flag_types(cls) -> dict[str, tuple[type, bool]]:
+    """Per field: (the flag's type, whether None is allowed), from the field's annotation."""
+    types_ = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            types_[name] = (inner, True)
+        else:
+            types_[name] = (hint, False)
+    return types_
 
 
 def flag_name(field_name: str) -> str:
@@ -57,16 +60,16 @@ def add_flags(
     flag defaults to None ("not given") and its help shows the class's default, so `from_flags`
     changes only what the user gave. Booleans get --x/--no-x.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields, flag_types = {f.name: f for f in dataclasses.fields(cls)}, _flag_types(cls)
     for name in names or fields:
-        field = fields[name]
-        kind, _ = _flag_type(cls, field)
+        field, (kind, _) = fields[name], flag_types[name]
         shown = getattr(defaults, name) if defaults is not None else field.default
+        shown_text = "none" if shown in (None, "") else shown
         extra = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
         parser.add_argument(
             flag_name(name),
             default=shown if defaults is not None else None,
-            help=f"{help_prefix}{field.metadata.get('help', '')} (default: {shown if shown not in (None, '') else 'none'})",
+            help=f"{help_prefix}{field.metadata.get('help', '')} (default: {shown_text})",
             **extra,
         )
 
@@ -75,14 +78,14 @@ def from_flags(base, args: argparse.Namespace, names: typing.Iterable[str] | Non
     """`base` with every flag of `add_flags` that was given (not None); 0 means None for an
     optional number."""
     cls = type(base)
-    changes = {}
+    flag_types, changes = _flag_types(cls), {}
     for field in dataclasses.fields(cls):
         if (names is not None and field.name not in names) or not hasattr(args, field.name):
             continue
         value = getattr(args, field.name)
         if value is None:
             continue
-        if _flag_type(cls, field)[1] and value == 0:
+        if flag_types[field.name][1] and value == 0:
             value = None
         changes[field.name] = value
     return dataclasses.replace(base, **changes)
