@@ -67,6 +67,37 @@ def broken_root(synthetic_root, tmp_path_factory):
     return root, bad
 
 
+# ---------------------------------------------------------------- one worker per shared run
+
+# Session fixtures that run a pipeline or train: `make test` runs the suite on several pytest-xdist
+# workers (--dist loadgroup), and every test that inspects one of these runs goes to the same
+# worker, so the run happens once. First listed wins where a test uses two.
+SHARED_RUNS = ("pipeline_run", "tiny_converted", "exported_models", "swin_t_checkpoints")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, groups each test with the others that share its expensive fixtures: a
+    SHARED_RUNS one, else those its own module defines for several tests (module- or
+    session-scoped: built once per worker that runs the module's tests)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
+        definitions = getattr(item, "_fixtureinfo", None)  # pytest's own; no public API
+        if group is None and definitions is not None:
+            for name in item.fixturenames:
+                defs = definitions.name2fixturedefs.get(name)
+                if (
+                    defs
+                    and defs[-1].scope != "function"
+                    and defs[-1].func.__module__ == item.module.__name__
+                ):
+                    group = item.module.__name__
+                    break
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 # ---------------------------------------------------------------- the whole pipeline, once
 
 

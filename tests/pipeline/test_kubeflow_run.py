@@ -19,7 +19,7 @@ from tests.helpers import tiny_spec
 from tests.pipeline import kfp_launcher
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tiny_root(tmp_path_factory):
     """12 real .avi clips: 2 of the embedded classes, 3 groups (split 1: 8 train, 4 eval)."""
     from data import synthetic
