@@ -63,10 +63,11 @@ run: setup  ## The main job: train, evaluate, bless and push on the embedded set
 	$(PY) local_runner.py
 
 # One pytest-xdist worker per core (at most 4: each holds its own TensorFlow and shared runs);
-# tests that share a pipeline run go to one worker (tests/conftest.py). TEST_WORKERS=0: one process.
+# tests that share a pipeline run go to one worker, the slow ones first (tests/conftest.py).
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 test: setup-test  ## The whole test suite.
-	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 
 lint: setup-test
 	$(VENV)/bin/ruff check .

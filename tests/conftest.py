@@ -75,27 +75,31 @@ def broken_root(synthetic_root, tmp_path_factory):
 SHARED_RUNS = ("pipeline_run", "tiny_converted", "exported_models", "swin_t_checkpoints")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, groups each test with the others that share its expensive fixtures: a
-    SHARED_RUNS one, else those its own module defines for several tests (module- or
-    session-scoped: built once per worker that runs the module's tests)."""
-    if not config.pluginmanager.hasplugin("xdist"):
+    """Under xdist, groups each test with the others that share its expensive fixtures (a
+    SHARED_RUNS one, else those its own module defines for several tests: module- or
+    session-scoped, built once per worker that runs the module's tests), and puts the groups
+    that run TFX components (marked slow) first, so that the longest work does not start last
+    (the Makefile turns off xdist's own ordering by group size)."""
+    if not getattr(config.option, "loadgroup", False):  # xdist's --dist loadgroup
         return
+    groups = {}
     for item in items:
         group = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
         definitions = getattr(item, "_fixtureinfo", None)  # pytest's own; no public API
         if group is None and definitions is not None:
             for name in item.fixturenames:
                 defs = definitions.name2fixturedefs.get(name)
-                if (
-                    defs
-                    and defs[-1].scope != "function"
-                    and defs[-1].func.__module__ == item.module.__name__
-                ):
+                local = defs and defs[-1].func.__module__ == item.module.__name__
+                if local and defs[-1].scope != "function":
                     group = item.module.__name__
                     break
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group or item.nodeid
+    slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: groups[item.nodeid] not in slow)  # stable: else as collected
 
 
 # ---------------------------------------------------------------- the whole pipeline, once
