@@ -11,7 +11,7 @@ from model.options import TrainOptions
 from model.strategy import make_strategy
 
 OPTIONS = TrainOptions(
-    variant="tiny_w4",
+    variant="micro",  # the step's arithmetic, not the model's depth, is what is compared
     clip_frames=4,
     sampled_frames=4,
     image_size=16,
