@@ -222,7 +222,7 @@ def _child(request: dict, out: int) -> None:
                 stream.flush()
             except Exception:  # noqa: BLE001 (the interpreter ignores it too, and exits)
                 code = code or 120
-        os._exit(code & 0xFF if code >= 0 else 1)
+        os._exit(code & 0xFF)  # as the C exit status keeps it (sys.exit(-1): 255)
 
 
 def _serve(channel: _Channel) -> None:
