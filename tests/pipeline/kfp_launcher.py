@@ -10,9 +10,9 @@ repository root the image's WORKDIR), ExecutorInput built as the driver builds i
 refused refused with the backend's words.
 
 Warm starts: a `python -m <module>` step is forked from a zygote (tests/pipeline/zygote.py), a
-process that imported <module> once with the image's environment, because the image's steps
-spend 6-9 s each importing TensorFlow, TFX, TFMA and Beam before they start (most of a tiny
-run's time). Each step is still its own process with exactly its pod's environment, cwd, argv,
+process that imported <module> once with the image's environment (and, on first use, the module
+of the step's --executor_class_path), because the image's steps spend 6-9 s each importing
+TensorFlow, TFX, TFMA and Beam before they start (most of a tiny run's time). Each step is still its own process with exactly its pod's environment, cwd, argv,
 output and exit status; what a fork does not reproduce (import-time output printed once, the
 hash seed and open descriptors shared) is listed there. Zygotes are keyed by the module and the
 environment read at import, live as long as this process (close_zygotes ends them), and
@@ -761,7 +761,10 @@ class _Run:
         how = " (forked from a warm process)" if warm else ""
         print(f"[{name}] $ {' '.join(argv[:3])} ...{how}", file=writers[0], flush=True)
         if warm:
-            process = _zygote(argv[2], env).start(argv[2], argv[3:], env, REPO_ROOT)
+            # TFX's entry point imports the step's executor (2 s for the project's own).
+            flag = "--executor_class_path"
+            preload = [argv[argv.index(flag) + 1].rpartition(".")[0]] if flag in argv[:-1] else []
+            process = _zygote(argv[2], env).start(argv[2], argv[3:], env, REPO_ROOT, preload)
         else:
             process = subprocess.Popen(
                 argv,

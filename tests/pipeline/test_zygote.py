@@ -87,3 +87,9 @@ def test_threads_alive_after_the_imports_keep_the_zygote_from_serving(tmp_path):
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(kfp_launcher.REPO_ROOT)}
     with pytest.raises(RuntimeError, match="did not start.*threads"):
         zygote.Zygote(["threaded"], env, tmp_path)
+    started = zygote.Zygote(["json"], env, tmp_path)  # a command's own preload: the same
+    try:
+        with pytest.raises(RuntimeError, match="did not fork.*threads"):
+            started.start("json.tool", [], env, tmp_path, preload=["threaded"])
+    finally:
+        started.close()

@@ -21,17 +21,22 @@ in the zygote's own log, not in each command's output. Children share the zygote
 (PYTHONHASHSEED) and its already-open file descriptors; numpy's global random state is reseeded
 in each child (Python's `random` reseeds itself after a fork). stdin is /dev/null.
 
+A command may name modules it will import (`preload`): the zygote imports them before forking,
+once, so later commands find them imported too.
+
 Fork with live threads is unsafe: the zygote refuses to serve when a Python thread other than
 the main one is alive after its imports. (Native pools that libraries start at load time, idle
 OpenBLAS workers and jemalloc's background thread, are fork-aware: pthread_atfork handlers.)
 
-Protocol, over a socketpair: length-prefixed JSON; a request {"module", "args", "env", "cwd"}
+Protocol, over a socketpair: length-prefixed JSON; a request {"module", "args", "env", "cwd",
+"preload"}
 carries the write end of the output pipe (SCM_RIGHTS); replies {"pid"} then {"returncode"}. The
 zygote exits when its socket closes (the caller ended, even killed), killing a child in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -140,9 +145,15 @@ class Zygote:
             raise RuntimeError(f"the zygote did not start ({ready}); its log ends:\n{log}")
 
     def start(
-        self, module: str, args: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike
+        self,
+        module: str,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | os.PathLike,
+        preload: Sequence[str] = (),
     ) -> Process:
-        """Forks `python -m module args...` with exactly `env` and `cwd`."""
+        """Forks `python -m module args...` with exactly `env` and `cwd`; `preload`: modules
+        the command will import, imported in the zygote first (once) when they import there."""
         if import_time_env(env) != self.key:
             raise ValueError("the command's import-time environment is not the zygote's")
         if self._busy:
@@ -150,14 +161,15 @@ class Zygote:
         read, write = os.pipe()
         try:
             request = {"module": module, "args": list(args), "env": dict(env), "cwd": str(cwd)}
+            request["preload"] = list(preload)
             self._channel.send(request, [write])
         finally:
             os.close(write)
         stdout = os.fdopen(read, "r", errors="replace")
         reply, _ = self._channel.receive()
-        if reply is None:
+        if reply is None or "pid" not in reply:
             stdout.close()
-            raise RuntimeError(f"the zygote ended; its log: {self.log}")
+            raise RuntimeError(f"the zygote did not fork ({reply}); its log: {self.log}")
         self._busy = True
         return Process(self, reply["pid"], stdout)
 
@@ -232,6 +244,14 @@ def _serve(channel: _Channel) -> None:
         if request is None:
             return
         (out,) = fds
+        for module in request["preload"]:
+            # A module that fails here fails again in the command, with its output.
+            with contextlib.suppress(Exception):
+                __import__(module)
+        if threads := _threads():
+            os.close(out)
+            channel.send({"threads": threads})
+            raise SystemExit(f"threads alive after the imports, fork is unsafe: {threads}")
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -254,6 +274,10 @@ def _serve(channel: _Channel) -> None:
         channel.send({"returncode": os.waitstatus_to_exitcode(status)})
 
 
+def _threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+
+
 def main(argv: Sequence[str]) -> None:
     channel = _Channel(socket.socket(fileno=int(argv[0])))
     for module in argv[1:]:
@@ -264,8 +288,7 @@ def main(argv: Sequence[str]) -> None:
         package, _, name = module.rpartition(".")
         if package and hasattr(sys.modules[package], name):
             delattr(sys.modules[package], name)
-    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if threads:
+    if threads := _threads():
         channel.send({"ready": False, "threads": threads})
         raise SystemExit(f"threads alive after the imports, fork is unsafe: {threads}")
     channel.send({"ready": True})
