@@ -12,9 +12,10 @@ refused refused with the backend's words.
 Warm starts: a `python -m <module>` step is forked from a zygote (tests/pipeline/zygote.py), a
 process that imported <module> once with the image's environment (and, on first use, the module
 of the step's --executor_class_path), because the image's steps spend 6-9 s each importing
-TensorFlow, TFX, TFMA and Beam before they start (most of a tiny run's time). Each step is still its own process with exactly its pod's environment, cwd, argv,
-output and exit status; what a fork does not reproduce (import-time output printed once, the
-hash seed and open descriptors shared) is listed there. Zygotes are keyed by the module and the
+TensorFlow, TFX, TFMA and Beam before they start (most of a tiny run's time). Each step is
+still its own process with exactly its pod's environment, cwd, argv, output and exit status;
+what a fork does not reproduce (import-time output printed once, in the zygote's log; the hash
+seed and open descriptors shared) is listed there. Zygotes are keyed by the module and the
 environment read at import, live as long as this process (close_zygotes ends them), and
 `fresh_processes=True` (or KFP_LAUNCHER_FRESH_PROCESSES=1) runs every step as a fresh subprocess.
 Other commands always run as subprocesses.
