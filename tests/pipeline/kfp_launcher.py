@@ -4,10 +4,21 @@ No cluster is reachable from the tests, so this plays KFP 2.x's driver and launc
 a TFX spec uses, as read in kubeflow/pipelines (backend/src/v2: driver/driver.go,
 component/launcher_v2.go, objectstore/object_store.go, metadata/converter.go) at the tags
 2.0.0, 2.4.0, 2.5.0, 2.14.0, 2.15.0, 2.16.0, 2.16.1 and 2.17.0 (`kfp_version` picks the release
-played; the newest by default): the root DAG's tasks in dependency order, one local subprocess
+played; the newest by default): the root DAG's tasks in dependency order, one local process
 per container task (the spec's own command and args, `python` being this interpreter and the
 repository root the image's WORKDIR), ExecutorInput built as the driver builds it, what is
 refused refused with the backend's words.
+
+Warm starts: a `python -m <module>` step is forked from a zygote (tests/pipeline/zygote.py), a
+process that imported <module> once with the image's environment (and, on first use, the module
+of the step's --executor_class_path), because the image's steps spend 6-9 s each importing
+TensorFlow, TFX, TFMA and Beam before they start (most of a tiny run's time). Each step is
+still its own process with exactly its pod's environment, cwd, argv, output and exit status;
+what a fork does not reproduce (import-time output printed once, in the zygote's log; the hash
+seed and open descriptors shared) is listed there. Zygotes are keyed by the module and the
+environment read at import, live as long as this process (close_zygotes ends them), and
+`fresh_processes=True` (or KFP_LAUNCHER_FRESH_PROCESSES=1) runs every step as a fresh subprocess.
+Other commands always run as subprocesses.
 
 Each task runs in a pod of its own, played by a fresh folder (`pod`) standing for its disk: the
 launcher's local mirror `/gcs|/minio|/s3/<bucket>/<key>` and `/tmp` lie under it, and the step
@@ -62,6 +73,7 @@ ML Metadata and the cache through a `Cluster`, which run_pipeline_spec takes.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import hashlib
@@ -79,6 +91,7 @@ from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
 from model import keras_env
+from tests.pipeline import zygote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The image's environment (Dockerfile ENV) beyond the interpreter.
@@ -91,6 +104,8 @@ EXECUTOR_LOGS = "executor-logs"
 MIRROR_ROOT_ENV = "KFP_LAUNCHER_MIRROR_ROOT"  # pipeline/kfp_entrypoint.py's seam
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
 _MOUNT_KINDS = ("pvcMount", "genericEphemeralVolume", "emptyDirMounts")  # kfp-kubernetes
+FRESH_PROCESSES_ENV = "KFP_LAUNCHER_FRESH_PROCESSES"  # "1": no zygotes (run_pipeline_spec)
+_zygotes: dict[tuple, zygote.Zygote] = {}
 
 
 class SpecRefused(ValueError):
@@ -336,6 +351,7 @@ def run_pipeline_spec(
     env: dict[str, str] | None = None,
     secrets: dict[str, dict[str, str]] | None = None,
     cluster: Cluster | None = None,
+    fresh_processes: bool | None = None,
 ) -> dict[str, TaskResult]:
     """Runs every task of the spec's root DAG; returns task name -> TaskResult.
 
@@ -347,6 +363,7 @@ def run_pipeline_spec(
     secret_as_env from `secrets` (the namespace's Kubernetes secrets: name -> {key: value}).
     echo: a text stream that also receives each task's log lines (default: log files only).
     cluster: ML Metadata and the cache shared with earlier runs (default: a fresh deployment).
+    fresh_processes: every step a fresh subprocess, no zygote (default: FRESH_PROCESSES_ENV).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -375,6 +392,9 @@ def run_pipeline_spec(
     run = _Run(spec, deployment, platform, run_root, backend, echo, release, store, Path(workdir))
     run.env, run.secrets = env or {}, secrets or {}
     run.cluster, run.run_id = cluster or Cluster(), run_id
+    if fresh_processes is None:
+        fresh_processes = os.environ.get(FRESH_PROCESSES_ENV) == "1"
+    run.warm = not fresh_processes
     order = task_order(spec)
     for name in order:  # KFP's compiler refuses these before the run starts: nothing runs
         run.executor(name)
@@ -445,6 +465,7 @@ class _Run:
         self.results: dict[str, TaskResult] = {}
         self.cluster = Cluster()  # ML Metadata's ids (inputs are named by them), the cache
         self.run_id = ""
+        self.warm = True  # python -m steps forked from a zygote
 
     def executor(self, name: str) -> pb.PipelineDeploymentConfig.ExecutorSpec:
         task = self.spec.root.dag.tasks[name]
@@ -737,16 +758,24 @@ class _Run:
         argv = [_substitute(name, a, executor_input) for a in [*command, *args]]
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable  # the image's interpreter is this venv's
-        print(f"[{name}] $ {' '.join(argv[:3])} ...", file=writers[0], flush=True)
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
+        warm = self.warm and argv[0] == sys.executable and len(argv) > 2 and argv[1] == "-m"
+        how = " (forked from a warm process)" if warm else ""
+        print(f"[{name}] $ {' '.join(argv[:3])} ...{how}", file=writers[0], flush=True)
+        if warm:
+            # TFX's entry point imports the step's executor (2 s for the project's own).
+            flag = "--executor_class_path"
+            preload = [argv[argv.index(flag) + 1].rpartition(".")[0]] if flag in argv[:-1] else []
+            process = _zygote(argv[2], env).start(argv[2], argv[3:], env, REPO_ROOT, preload)
+        else:
+            process = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
         tail = collections.deque(maxlen=40)
         for line in process.stdout:
             for writer in writers:
@@ -759,6 +788,26 @@ class _Run:
                 f"task {name} failed (exit {process.returncode}); last lines of "
                 f"{writers[0].name}:\n" + "".join(tail)
             )
+
+
+def _zygote(module: str, env: dict[str, str]) -> zygote.Zygote:
+    """The zygote that imported `module` with the pod's import-time environment (started on
+    first use: the image's environment, as a pod has it before the task's own)."""
+    key = (module, zygote.import_time_env(env))
+    if key not in _zygotes:
+        image = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        image = {
+            k: v for k, v in {**image, **IMAGE_ENV}.items() if not zygote.import_time_env({k: v})
+        }
+        _zygotes[key] = zygote.Zygote([module], {**image, **dict(key[1])}, REPO_ROOT)
+    return _zygotes[key]
+
+
+@atexit.register
+def close_zygotes() -> None:
+    """Ends the zygotes this process started."""
+    while _zygotes:
+        _zygotes.popitem()[1].close()
 
 
 # ---------------------------------------------------------------------- the driver's checks
