@@ -29,7 +29,8 @@ from model.pth import CheckpointError
 from model.versions import holds_saved_model
 
 # Where a SavedModel's variables checkpoint keeps a model's variables, in model.variables order:
-# the Trainer's export tracks the Keras model as `classifier` (Keras adds its `variables` list);
+# the Trainer's export tracks them as `classifier`'s `variables` list (model/export.py; earlier
+# exports tracked the Keras model there, whose `variables` Keras saves under the same key);
 # model.convert's export tracks them as the root's `variables` (model/hub.py).
 _VARIABLE_LISTS = ("classifier/variables", "variables")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"

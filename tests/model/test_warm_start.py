@@ -45,8 +45,9 @@ def _logits(model):
 
 @pytest.fixture(scope="module")
 def base_model(tiny_checkpoints, tmp_path_factory):
-    """A Trainer-style export (root attribute `classifier`) of a compiled model whose weights
-    are neither random nor the checkpoint's."""
+    """An export as earlier Trainers wrote it (the compiled Keras model tracked as `classifier`,
+    optimizer included; today's tracks the variables list under the same key), of a model whose
+    weights are neither random nor the checkpoint's."""
     model = _classifier()
     initialize(model, pretrained=tiny_checkpoints["official"])
     rng = np.random.default_rng(0)

@@ -20,7 +20,8 @@ from tests.helpers import add_span, run_pipeline, tiny_train_options
 
 pytestmark = pytest.mark.slow  # runs TFX components
 
-OPTIONS = tiny_train_options(epochs=1, batch_size=4, learning_rate=0.0)
+# The smallest model: which spans are ingested and trained on, and what is blessed, is tested.
+OPTIONS = tiny_train_options(epochs=1, batch_size=4, learning_rate=0.0, variant="micro")
 
 
 @pytest.fixture(scope="module")
