@@ -26,11 +26,11 @@ import tensorflow as tf
 from PIL import Image
 
 from benchmarks import results
-from data import ingest, synthetic, video, video_sets
+from data import ingest, ingest_options, synthetic, video, video_sets
 
 RESULTS = results.path("ingest_speed")
 DATA_DIR = Path(__file__).resolve().parents[1] / "generated" / "bench_ingest"
-BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+BEAM_ARGS = list(ingest_options.LOCAL_BEAM_ARGS)
 OPTIONS = ingest.IngestOptions(frame_stride=1, max_frames=None, jpeg_quality=90)  # every frame
 # (classes, videos per class, frames, height, width): UCF101-sized clips, 320x240 at 25 fps.
 SIZES = {"full": (4, 75, 300, 240, 320), "quick": (2, 3, 24, 240, 320)}

@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 from benchmarks import results
+from data.ingest_options import LOCAL_BEAM_ARGS
 from model import keras_env
 
 RESULTS = results.path("statistics_options")
 REPO = Path(__file__).resolve().parents[1]
-BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+BEAM_ARGS = list(LOCAL_BEAM_ARGS)
 VARIANTS = (
     "count_batching",
     "byte_batching",

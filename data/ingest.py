@@ -31,7 +31,6 @@ METRICS_NAMESPACE = "video_ingest"
 ERRORS = "errors"
 ERRORS_FILE = "errors.jsonl"
 EXAMPLES_FILE = "data_tfrecord"  # Split-<split>/data_tfrecord-*.gz, as TFX's ExampleGen names them
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
 class TooManyBadVideosError(RuntimeError):
@@ -193,7 +192,9 @@ def run(
     listing = video_sets.list_videos(data_root, split, options.eval_fraction)
     report = os.path.join(output, ERRORS_FILE)
     pipeline = beam.Pipeline(
-        options=PipelineOptions(list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args))
+        options=PipelineOptions(
+            list(ingest_options.LOCAL_BEAM_ARGS if beam_args is None else beam_args)
+        )
     )
     add_ingest(pipeline, listing, options, output)
     result = pipeline.run()

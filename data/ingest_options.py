@@ -12,6 +12,10 @@ import posixpath
 from data.options import JsonOptions, option
 
 INGEST_OPTIONS_FILE = "ingest_options.json"  # beside the examples, as counts.json
+# Beam's local runner, for ingestion and every Beam-based component of the pipeline: the
+# DirectRunner in two processes (one per core of the machines this was measured on). On a
+# cluster, pass e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...
+LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
 @dataclasses.dataclass(frozen=True)

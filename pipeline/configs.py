@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from data.ingest_options import IngestOptions
+from data.ingest_options import LOCAL_BEAM_ARGS, IngestOptions
 from data.spans import DEFAULT_PATTERN as DEFAULT_SPAN_PATTERN
 from model.options import TrainOptions
 
@@ -37,9 +37,8 @@ SYNTHETIC_SCHEMA = os.path.join(SCHEMA_DIR, "synthetic", "schema.pbtxt")
 UCF101_SCHEMA = os.path.join(SCHEMA_DIR, "ucf101", "schema.pbtxt")
 UCF101_CLASS_INDEX = os.path.join(SCHEMA_DIR, "ucf101", "classInd.txt")
 
-# Beam for every Beam-based component: local multi-process DirectRunner. On a cluster, pass
-# e.g. --runner=DataflowRunner --project=... --region=... --temp_location=gs://...
-BEAM_PIPELINE_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+# Beam for every Beam-based component: the local multi-process DirectRunner, as ingestion's.
+BEAM_PIPELINE_ARGS = list(LOCAL_BEAM_ARGS)
 # The embedded set is small: Beam in-process (no worker start-up, no worker log noise).
 SYNTHETIC_BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
