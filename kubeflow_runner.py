@@ -259,6 +259,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
         beam_pipeline_args=beam_args,
         vertex_training=vertex_training,
         tfjob=tfjob,
+        worker_image=args.image,
     )
     if not (vertex_training or tfjob):  # else the pod only launches the job's machines
         for component in pipeline.components:

@@ -233,11 +233,13 @@ def test_trainer_resources_training_and_beam_flags(tmp_path):
     example_gen = spec.root.dag.tasks["VideoExampleGen"].inputs.parameters
     assert example_gen["ucf_split"].runtime_value.constant.number_value == 2
     assert example_gen["input_base"].runtime_value.constant.string_value == "gs://bucket/videos"
+    # Dataflow's workers run the steps' image (else TFX would ship them an sdist of itself).
+    given = [*beam.split(), f"--sdk_container_image={configs.KUBEFLOW_IMAGE}"]
     for name in BEAM_STEPS:
         args = list(_container(spec, name).args)  # the teardown plugin may follow them
-        assert beam.split() == args[args.index(beam.split()[0]) :][:4], name
+        assert given == args[args.index(beam.split()[0]) :][:5], name
     # ExampleGen's driver (run before KFP's cache check) gets them too.
-    assert beam.split() == _container(spec, "VideoExampleGen").lifecycle.pre_cache_check.args[-4:]
+    assert given == _container(spec, "VideoExampleGen").lifecycle.pre_cache_check.args[-5:]
     cpu_only = _spec(_compile(tmp_path, "--gpus", "0", filename="cpu.yaml"))
     assert not _container(cpu_only, "Trainer").resources.HasField("accelerator")
     assert _train_options(cpu_only).gpus == 0

@@ -184,6 +184,38 @@ def test_create_pipeline_wires_the_components():
         create_pipeline("p", "/tmp/root", "/data")
 
 
+def test_beam_workers_are_given_the_image_so_tfx_leaves_no_sdist(tmp_path, monkeypatch):
+    """TFX's Beam executors pack TFX into an sdist in the temp folder, and leave it, unless the
+    flags say what workers run: create_pipeline names the image; flags that say it are kept."""
+    import os
+    import tempfile
+
+    from tfx.utils import dependency_utils
+
+    from pipeline.pipeline import beam_args_with_workers
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TFX writes the sdist
+    p = create_pipeline(
+        "p",
+        "/tmp/root",
+        "/data",
+        "/serving",
+        schema_path=configs.SYNTHETIC_SCHEMA,
+        beam_pipeline_args=["--direct_num_workers=1"],
+        worker_image="registry.example/video-swin-tfx:1",
+    )
+    given = ["--direct_num_workers=1", "--sdk_container_image=registry.example/video-swin-tfx:1"]
+    assert p.beam_pipeline_args == given
+    assert dependency_utils.make_beam_dependency_flags(given) == given  # TFX's own check
+    assert not os.listdir(tmp_path)
+    for own in (["--runner=DataflowRunner", "--sdk_container_image=gcr.io/p/i"],
+                ["--setup_file", "./setup.py"], ["--extra_package=dist/x.tar.gz"]):  # fmt: skip
+        assert beam_args_with_workers(own, "img") == own
+    # What is avoided: without it, TFX builds its sdist for the very same flags.
+    built = dependency_utils.make_beam_dependency_flags(["--direct_num_workers=1"])
+    assert built[-1].startswith("--extra_package=") and os.path.isfile(built[-1].split("=")[1])
+
+
 def test_a_run_writes_its_report_under_its_own_pipeline_root(small_synthetic_root, tmp_path):
     """local_runner.py as a user runs it, from an empty working directory: the summary lands in
     <pipeline root>/report, and nothing is written outside the roots it was given."""
