@@ -679,8 +679,7 @@ class _Run:
         pod, volumes = self._pod(name, component.executor_label)
         _add_defaults(executor_input, component.input_definitions)
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-            **IMAGE_ENV,
+            **_image_env(),
             **self.env,
             **self._secret_env(name, component.executor_label),
             **{e.name: e.value for e in container.env},
@@ -795,12 +794,15 @@ def _zygote(module: str, env: dict[str, str]) -> zygote.Zygote:
     first use: the image's environment, as a pod has it before the task's own)."""
     key = (module, zygote.import_time_env(env))
     if key not in _zygotes:
-        image = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        image = {
-            k: v for k, v in {**image, **IMAGE_ENV}.items() if not zygote.import_time_env({k: v})
-        }
+        image = {k: v for k, v in _image_env().items() if not zygote.import_time_env({k: v})}
         _zygotes[key] = zygote.Zygote([module], {**image, **dict(key[1])}, REPO_ROOT)
     return _zygotes[key]
+
+
+def _image_env() -> dict[str, str]:
+    """A pod's environment before its task's own: this process's, less its AWS_* settings (a
+    pod inherits none), plus the image's ENV."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **IMAGE_ENV}
 
 
 @atexit.register
